@@ -1,0 +1,21 @@
+"""core_model: LLaMA + LLaMA-Adapter V2 in plain PyTorch (no LangChain here).
+
+Main entry: :func:`load_model`. Building blocks: :class:`Transformer`, :class:`ModelConfig`,
+:class:`AdapterConfig`, the presets, and the parameter-group helpers.
+"""
+from .api import AdapterV2Model, Completion, load_model, resolve_device, resolve_dtype
+from .config import (ADAPTER_PRESETS, MODEL_PRESETS, AdapterConfig, ModelConfig, adapter_preset,
+                     model_preset)
+from .errors import (CheckpointMismatchError, ConfigError, ContextLengthError, ImageError, LAV2Error,
+                     ModelLoadError, VisionUnavailableError)
+from .generation import SamplingParams
+from .groups import count_params, param_groups, set_trainable
+from .model import AdapterV2Linear, GatedPromptAttention, RMSNorm, Transformer
+
+__all__ = [
+    "ADAPTER_PRESETS", "MODEL_PRESETS", "AdapterConfig", "AdapterV2Linear", "AdapterV2Model", "CheckpointMismatchError",
+    "Completion", "ConfigError", "ContextLengthError", "GatedPromptAttention", "ImageError", "LAV2Error",
+    "ModelConfig", "ModelLoadError", "RMSNorm", "SamplingParams", "Transformer", "VisionUnavailableError",
+    "adapter_preset", "count_params", "load_model", "model_preset", "param_groups", "resolve_device",
+    "resolve_dtype", "set_trainable",
+]

@@ -1,0 +1,351 @@
+"""``load_model``: one call from a base (+ adapter, + vision) to a model object that generates text."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .checkpoints import AdapterCheckpoint, adapter_state, check_base_compatible, load_adapter_file, save_adapter
+from .config import AdapterConfig, ModelConfig, adapter_preset
+from .errors import CheckpointMismatchError, ConfigError, VisionUnavailableError
+from .generation import SamplingParams, TextStreamer, generate_tokens
+from .groups import adapter_kinds, iter_adapter_params
+from .loading import DEFAULT_BASE, BaseSource, resolve_base
+from .model import Transformer
+from .tokenizer import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------------------------- devices
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+           "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype != "auto":
+        try:
+            return _DTYPES[dtype]
+        except KeyError:
+            raise ConfigError(f"dtype must be auto or one of {sorted(_DTYPES)}, got {dtype!r}") from None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+
+
+# ----------------------------------------------------------------------------------------------- building
+_INIT_BY_KIND = {
+    "bias": nn.init.zeros_, "scale": nn.init.ones_, "norm": nn.init.ones_, "prompt_gate": nn.init.zeros_,
+    "visual_gate": nn.init.zeros_, "new_gate": nn.init.ones_,
+    "prompt": lambda t: nn.init.normal_(t, std=0.02),
+}
+
+
+def _materialise_adapter_params(model: nn.Module, device: torch.device, dtype: torch.dtype) -> None:
+    """Adapter parameters are not in the base checkpoint: give them their identity-preserving init."""
+    modules = dict(model.named_modules())
+    for name, kind, param in list(iter_adapter_params(model)):
+        if not param.is_meta:
+            continue
+        mod_name, _, pname = name.rpartition(".")
+        t = torch.empty(param.shape, device=device, dtype=dtype)
+        if kind == "lora":
+            if pname == "lora_b":
+                nn.init.zeros_(t)
+            else:
+                nn.init.kaiming_uniform_(t, a=5 ** 0.5)
+        else:
+            _INIT_BY_KIND[kind](t)
+        setattr(modules[mod_name], pname, nn.Parameter(t, requires_grad=False))
+
+
+def build_model(src_config: ModelConfig, acfg: AdapterConfig, tensors: dict[str, torch.Tensor],
+                device: torch.device, dtype: torch.dtype) -> Transformer:
+    """Build on the meta device and assign the base tensors: weights are materialised exactly once."""
+    with torch.device("meta"):
+        model = Transformer(src_config, acfg)
+    declared = set(adapter_kinds(model))
+    expected = {k for k in model.state_dict() if k not in declared}
+    got = set(tensors)
+    missing, unexpected = sorted(expected - got), sorted(got - set(model.state_dict()))
+    if missing or unexpected:
+        raise CheckpointMismatchError(f"base checkpoint does not match the config: missing {missing[:6]}, "
+                                      f"unexpected {unexpected[:6]}")
+    state = {}
+    for k in list(tensors):
+        state[k] = tensors.pop(k).to(device=device, dtype=dtype)  # pop: drop the source copy as we go
+    model.load_state_dict(state, strict=False, assign=True)
+    _materialise_adapter_params(model, device, dtype)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+@dataclass
+class Completion:
+    """One generated answer."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS or stop string) | "length"
+    token_ids: list[int] = field(default_factory=list)
+
+
+class AdapterV2Model:
+    """A loaded LLaMA-Adapter V2 model: the decoder, its tokenizer, and the optional visual side.
+
+    Use :func:`load_model` to get one. Generation methods are thread-safe (one generation at a time per model);
+    several LangChain wrappers can share one instance.
+    """
+
+    def __init__(self, llm: Transformer, tokenizer: Tokenizer, *, prompt_style: str | None = None,
+                 vision: Any = None, visual_prefix: nn.Module | None = None, info: dict[str, Any] | None = None):
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.prompt_style = prompt_style or tokenizer.default_prompt_style
+        self.vision = vision  # a core_model.vision.VisionTower (CLIP + feature cache) or None
+        self.visual_prefix = visual_prefix
+        self.info = info or {}
+        self._lock = threading.RLock()
+
+    # -- properties ---------------------------------------------------------------------------------------
+    @property
+    def config(self) -> ModelConfig:
+        return self.llm.config
+
+    @property
+    def adapter_config(self) -> AdapterConfig:
+        return self.llm.adapter_config
+
+    @property
+    def device(self) -> torch.device:
+        return self.llm.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.llm.dtype
+
+    @property
+    def has_vision(self) -> bool:
+        return self.vision is not None and self.visual_prefix is not None
+
+    def describe(self) -> dict[str, Any]:
+        """What was loaded (for logs, ``--json`` output, LangChain identifying params)."""
+        return {**self.info, "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+                "prompt_style": self.prompt_style, "vision": self.has_vision}
+
+    # -- vision -------------------------------------------------------------------------------------------
+    def encode_images(self, images: Sequence[Any]) -> torch.Tensor:
+        """Images (paths, bytes, PIL, numpy, URLs) -> visual prompt tokens (B, N_v, dim)."""
+        if not self.has_vision:
+            raise VisionUnavailableError(
+                "images were given but this model has no vision weights configured: pass vision=<open_clip "
+                "model[:pretrained] | local CLIP checkpoint> and an adapter with a visual prefix to load_model, "
+                "or call without images")
+        from .images import open_image
+
+        pil = [open_image(im) for im in images]
+        feats = self.vision.encode(pil)
+        prefix_param = next(self.visual_prefix.parameters())
+        with torch.inference_mode():
+            return self.visual_prefix(feats.to(prefix_param.device, prefix_param.dtype)).to(self.dtype)
+
+    # -- generation ---------------------------------------------------------------------------------------
+    def _prompt_ids(self, prompts: Sequence[str]) -> list[list[int]]:
+        return [self.tokenizer.encode(p) for p in prompts]
+
+    def _visual(self, images: Sequence[Any] | None, n: int) -> torch.Tensor | None:
+        if images is None:
+            return None
+        images = list(images)
+        if len(images) != n:
+            raise ConfigError(f"got {len(images)} images for {n} prompts: pass one image per prompt")
+        return self.encode_images(images)
+
+    def generate(self, prompts: str | Sequence[str], images: Sequence[Any] | Any | None = None, *,
+                 max_new_tokens: int = 256, temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+                 stop: Sequence[str] = (), seed: int | None = None) -> Completion | list[Completion]:
+        """Complete already-formatted prompts (see the ``prompts`` package for templates).
+
+        A single string returns one :class:`Completion`; a list returns a list (one batched run).
+        ``images``: one per prompt (or a single image for a single prompt).
+        """
+        single = isinstance(prompts, str)
+        plist = [prompts] if single else list(prompts)
+        if single and images is not None and not isinstance(images, (list, tuple)):
+            images = [images]
+        params = SamplingParams(max_new_tokens, temperature, top_p, top_k, seed)
+        with self._lock:
+            ids = self._prompt_ids(plist)
+            visual = self._visual(images, len(plist))
+            streamers = [TextStreamer(self.tokenizer, stop) for _ in plist]
+            finished: list[str | None] = [None] * len(plist)
+            counts = [0] * len(plist)
+            for step in generate_tokens(self.llm, ids, params, pad_id=self.tokenizer.pad_id,
+                                        eos_ids=self.tokenizer.eos_ids, visual=visual):
+                for i, tok in enumerate(step.tolist()):
+                    if finished[i] is not None:
+                        continue
+                    counts[i] += 1
+                    if tok in self.tokenizer.eos_ids:
+                        finished[i] = "stop"
+                        continue
+                    streamers[i].push(tok)
+                    if streamers[i].stopped:
+                        finished[i] = "stop"
+                if all(f is not None for f in finished):
+                    break
+        out = [Completion(s.text if s.stopped else s.text.rstrip("\ufffd"), len(ids[i]), counts[i],
+                          finished[i] or "length", list(s.ids)) for i, s in enumerate(streamers)]
+        return out[0] if single else out
+
+    def stream(self, prompt: str, image: Any | None = None, *, max_new_tokens: int = 256,
+               temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (),
+               seed: int | None = None) -> Iterator[str]:
+        """Yield the completion of one prompt as text pieces, as they are generated."""
+        params = SamplingParams(max_new_tokens, temperature, top_p, top_k, seed)
+        with self._lock:
+            ids = self._prompt_ids([prompt])
+            visual = self._visual(None if image is None else [image], 1)
+            streamer = TextStreamer(self.tokenizer, stop)
+            for step in generate_tokens(self.llm, ids, params, pad_id=self.tokenizer.pad_id,
+                                        eos_ids=self.tokenizer.eos_ids, visual=visual):
+                tok = int(step[0])
+                if tok in self.tokenizer.eos_ids:
+                    break
+                piece = streamer.push(tok)
+                if piece:
+                    yield piece
+                if streamer.stopped:
+                    break
+            tail = streamer.flush()
+            if tail:
+                yield tail
+
+    @torch.inference_mode()
+    def next_token_logprobs(self, prompts: Sequence[str], images: Sequence[Any] | None = None) -> torch.Tensor:
+        """Log-probabilities of the next token after each prompt, (B, vocab) float32 on CPU."""
+        from .generation import left_pad, prefill_mask
+
+        with self._lock:
+            ids = self._prompt_ids(list(prompts))
+            visual = self._visual(images, len(ids))
+            batch = left_pad(ids, self.tokenizer.pad_id, self.device)
+            mask = prefill_mask(batch.valid) if batch.padded else None
+            logits = self.llm(batch.tokens, visual, attn_mask=mask, last_only=True)[:, -1]
+            return torch.log_softmax(logits.float(), dim=-1).cpu()
+
+    # -- adapters -----------------------------------------------------------------------------------------
+    def adapter_checkpoint(self) -> AdapterCheckpoint:
+        state = adapter_state(self.llm)
+        vision_cfg = None
+        if self.visual_prefix is not None:
+            state.update({f"visual_prefix.{k}": v for k, v in adapter_state(self.visual_prefix).items()})
+            cfg = getattr(self.visual_prefix, "config", None)
+            vision_cfg = cfg.to_dict() if hasattr(cfg, "to_dict") else None
+        return AdapterCheckpoint(self.adapter_config, state, self.config.to_dict(), vision_cfg, self.prompt_style)
+
+    def save_adapter(self, path: str | os.PathLike) -> Path:
+        """Write only the adapter parameters (safetensors + JSON)."""
+        return save_adapter(path, self.adapter_checkpoint())
+
+
+def apply_adapter_state(llm: Transformer, visual_prefix: nn.Module | None, ckpt: AdapterCheckpoint) -> None:
+    """Copy adapter tensors into the model, refusing missing or unexpected keys."""
+    own = {n: p for n, p in llm.named_parameters() if n in adapter_kinds(llm)}
+    if visual_prefix is not None:
+        own.update({f"visual_prefix.{n}": p for n, p in visual_prefix.named_parameters()})
+    missing = sorted(set(own) - set(ckpt.state))
+    unexpected = sorted(set(ckpt.state) - set(own))
+    # norms are overridden only when the adapter trained them; a missing norm keeps the base's value
+    missing = [m for m in missing if not m.endswith("norm.weight")]
+    if missing or unexpected:
+        raise CheckpointMismatchError(f"adapter {ckpt.source}: missing {missing[:6]}, unexpected {unexpected[:6]}")
+    with torch.no_grad():
+        for name, t in ckpt.state.items():
+            p = own[name]
+            if p.shape != t.shape:
+                raise CheckpointMismatchError(f"adapter {ckpt.source}: {name} has shape {tuple(t.shape)}, the "
+                                              f"model expects {tuple(p.shape)}")
+            p.copy_(t.to(p.dtype))
+
+
+def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLike | AdapterConfig | None = None,
+               vision: Any = None, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto", *,
+               tokenizer: str | os.PathLike | Tokenizer | None = None, prompt_style: str | None = None,
+               max_seq_len: int | None = None, use_cache: bool = True) -> AdapterV2Model:
+    """Load a base model, optionally with an adapter and a vision encoder.
+
+    base:    ``"smollm2-135m"`` (offline default), a Hugging Face directory, a Meta directory
+             (``consolidated.*.pth`` + ``params.json``), or a ``.gguf`` file.
+    adapter: None, an adapter preset name (fresh, identity-initialised parts: ``paper``, ``release-bias``, ...),
+             an :class:`AdapterConfig`, this project's adapter directory, or an official LLaMA-Adapter ``.pth``.
+    vision:  None, an open_clip ``"MODEL:PRETRAINED"`` spec, a local CLIP checkpoint, or a ``VisionTower``.
+    """
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    src: BaseSource = resolve_base(base, tokenizer, use_cache)
+    cfg = src.config
+    if max_seq_len is not None:
+        cfg.max_seq_len = max_seq_len
+    ckpt: AdapterCheckpoint | None = None
+    if isinstance(adapter, AdapterConfig):
+        acfg = adapter
+    elif adapter is None:
+        acfg = AdapterConfig()
+    elif isinstance(adapter, str) and not Path(adapter).expanduser().exists() and "/" not in adapter:
+        acfg = adapter_preset(adapter, cfg)
+    else:
+        ckpt = load_adapter_file(adapter, cfg)
+        check_base_compatible(ckpt, cfg)
+        acfg = ckpt.adapter
+    llm = build_model(cfg, acfg, src.load_tensors(), dev, dt)
+    visual_prefix = None
+    tower = None
+    vision_prefix_cfg = ckpt.vision_prefix if ckpt else None
+    if vision is not None or vision_prefix_cfg is not None or acfg.fusion != "none":
+        from .vision_setup import setup_vision  # keeps open_clip/timm imports out of text-only loads
+
+        tower, visual_prefix = setup_vision(vision, vision_prefix_cfg, acfg, cfg, dev, dt)
+    if ckpt is not None:
+        apply_adapter_state(llm, visual_prefix, ckpt)
+    info = {"base": str(base), "base_kind": src.kind, "base_path": str(src.path), "config": cfg.name,
+            "adapter": None if adapter is None else (str(adapter) if not isinstance(adapter, AdapterConfig)
+                                                     else "custom"),
+            "load_seconds": round(time.perf_counter() - t0, 3)}
+    style = prompt_style or (ckpt.prompt_style if ckpt else None) or src.prompt_style
+    model = AdapterV2Model(llm, src.tokenizer, prompt_style=style, vision=tower, visual_prefix=visual_prefix,
+                           info=info)
+    log.info("loaded %s (%s) on %s/%s in %.2fs", base, src.kind, dev, dt, info["load_seconds"])
+    return model
