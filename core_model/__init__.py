@@ -3,19 +3,20 @@
 Main entry: :func:`load_model`. Building blocks: :class:`Transformer`, :class:`ModelConfig`,
 :class:`AdapterConfig`, the presets, and the parameter-group helpers.
 """
-from .api import AdapterV2Model, Completion, load_model, resolve_device, resolve_dtype
+from .api import AdapterV2Model, Completion, load_model, random_model, resolve_device, resolve_dtype
 from .config import (ADAPTER_PRESETS, MODEL_PRESETS, AdapterConfig, ModelConfig, adapter_preset,
                      model_preset)
 from .errors import (CheckpointMismatchError, ConfigError, ContextLengthError, ImageError, LAV2Error,
                      ModelLoadError, VisionUnavailableError)
 from .generation import SamplingParams
 from .groups import count_params, param_groups, set_trainable
+from .tokenizer import ByteTokenizer, Tokenizer
 from .model import AdapterV2Linear, GatedPromptAttention, RMSNorm, Transformer
 
 __all__ = [
-    "ADAPTER_PRESETS", "MODEL_PRESETS", "AdapterConfig", "AdapterV2Linear", "AdapterV2Model", "CheckpointMismatchError",
+    "ADAPTER_PRESETS", "MODEL_PRESETS", "ByteTokenizer", "Tokenizer", "AdapterConfig", "AdapterV2Linear", "AdapterV2Model", "CheckpointMismatchError",
     "Completion", "ConfigError", "ContextLengthError", "GatedPromptAttention", "ImageError", "LAV2Error",
     "ModelConfig", "ModelLoadError", "RMSNorm", "SamplingParams", "Transformer", "VisionUnavailableError",
-    "adapter_preset", "count_params", "load_model", "model_preset", "param_groups", "resolve_device",
+    "adapter_preset", "count_params", "load_model", "random_model", "model_preset", "param_groups", "resolve_device",
     "resolve_dtype", "set_trainable",
 ]

@@ -300,6 +300,36 @@ def apply_adapter_state(llm: Transformer, visual_prefix: nn.Module | None, ckpt:
             p.copy_(t.to(p.dtype))
 
 
+def random_model(preset: str | ModelConfig = "tiny", adapter: str | AdapterConfig | None = None, *,
+                 seed: int = 0, tokenizer: Tokenizer | None = None, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, visual_prefix: nn.Module | None = None, vision: Any = None,
+                 prompt_style: str | None = None) -> AdapterV2Model:
+    """A randomly initialised model (tests, benchmarks, dry runs). Never for answers: the weights are noise.
+
+    The default ``tiny`` preset pairs with the lossless :class:`ByteTokenizer`.
+    """
+    from .config import model_preset
+    from .tokenizer import ByteTokenizer
+
+    cfg = model_preset(preset) if isinstance(preset, str) else preset
+    acfg = adapter_preset(adapter, cfg) if isinstance(adapter, str) else (adapter or AdapterConfig())
+    tok = tokenizer or ByteTokenizer()
+    if tok.vocab_size > cfg.vocab_size:
+        raise ConfigError(f"tokenizer has {tok.vocab_size} tokens but the model only {cfg.vocab_size}")
+    gen = torch.Generator().manual_seed(seed)
+    llm = Transformer(cfg, acfg)
+    with torch.no_grad():
+        for name, p in llm.named_parameters():
+            if name.endswith("norm.weight") or name in adapter_kinds(llm):
+                continue  # norms stay 1 and adapter parts keep their identity init
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+    llm = llm.to(device=resolve_device(device), dtype=dtype).requires_grad_(False).eval()
+    if visual_prefix is not None:
+        visual_prefix = visual_prefix.to(device=llm.device, dtype=dtype).eval()
+    return AdapterV2Model(llm, tok, prompt_style=prompt_style or "plain", vision=vision,
+                          visual_prefix=visual_prefix, info={"base": f"random:{cfg.name}", "seed": seed})
+
+
 def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLike | AdapterConfig | None = None,
                vision: Any = None, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto", *,
                tokenizer: str | os.PathLike | Tokenizer | None = None, prompt_style: str | None = None,

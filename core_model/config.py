@@ -69,7 +69,7 @@ def _meta_ffn(dim: int, multiple_of: int, multiplier: float | None = None) -> in
 
 
 MODEL_PRESETS: dict[str, ModelConfig] = {
-    "tiny": ModelConfig("tiny", vocab_size=256, dim=64, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=128,
+    "tiny": ModelConfig("tiny", vocab_size=320, dim=64, n_layers=4, n_heads=4, n_kv_heads=2, ffn_dim=128,
                         norm_eps=1e-5, max_seq_len=256),
     "smollm2-135m": ModelConfig("smollm2-135m", vocab_size=49152, dim=576, n_layers=30, n_heads=9, n_kv_heads=3,
                                 ffn_dim=1536, norm_eps=1e-5, rope_theta=100000.0, max_seq_len=8192,

@@ -194,6 +194,35 @@ class SentencePieceTokenizer(Tokenizer):
         (directory / "tokenizer.model").write_bytes(self._path.read_bytes())
 
 
+class ByteTokenizer(Tokenizer):
+    """UTF-8 bytes as tokens (ids 0-255) plus BOS/EOS/PAD: a real, lossless tokenizer for tiny test models."""
+
+    def __init__(self, chat_template: str | None = None):
+        self.bos_id, self.pad_id = 256, 258
+        self.eos_ids = frozenset({257})
+        self.add_bos = True
+        self.chat_template = chat_template
+        self.source = "bytes"
+
+    @property
+    def vocab_size(self) -> int:
+        return 259
+
+    def encode(self, text: str, bos: bool | None = None) -> list[int]:
+        return self._with_bos(list(text.encode("utf-8")), bos)
+
+    def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
+        return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")
+
+    def token_to_id(self, token: str) -> int | None:
+        b = token.encode("utf-8")
+        return b[0] if len(b) == 1 else None
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "tokenizer_config.json").write_text(json.dumps({"byte_tokenizer": True}))
+
+
 def tokenizer_from_gguf_fields(fields: dict[str, Any], source: str) -> HFTokenizer:
     """Build a ``tokenizers`` BPE tokenizer from a GGUF file's ``tokenizer.ggml.*`` metadata.
 
