@@ -97,18 +97,20 @@ class PromptStyle:
     def split_for_training(self, messages: Sequence[MessageLike]) -> list[Segment]:
         """``format_chat(messages, add_generation_prompt=False)`` cut into maximal same-flag segments.
 
-        Flag True marks response text (assistant content + end marker) the loss is computed on. For exact token
+        Flag True marks response text (assistant content + end marker) the loss is computed on. Non-response
+        neighbours are merged and empty ones dropped; each response segment is exactly one assistant turn (kept
+        even when empty), so with ``append_eos`` training appends one EOS per response segment. For exact token
         boundaries tokenise the joined text once and map the segments by character offsets: tokenising
         segments separately can merge differently at the seams with BPE/sentencepiece.
         """
         merged: list[Segment] = []
         for text, is_response in self.render_segments(as_messages(messages), add_generation_prompt=False):
-            if not text:
-                continue
-            if merged and merged[-1][1] == is_response:
-                merged[-1] = (merged[-1][0] + text, is_response)
-            else:
-                merged.append((text, is_response))
+            if is_response:
+                merged.append((text, True))
+            elif text and merged and not merged[-1][1]:
+                merged[-1] = (merged[-1][0] + text, False)
+            elif text:
+                merged.append((text, False))
         return merged
 
     def format(self, instruction: str, input: str | None = None, *, system: str | None = None,
