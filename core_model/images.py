@@ -9,6 +9,8 @@ libraries) goes through :func:`open_image`, so the safety checks live here once:
 * **typed errors that name the input** — every failure is an :class:`~core_model.errors.ImageError` whose
   message says which input failed (the path, ``<bytes len=N>``, the URL without its query, or a shortened
   base64 string) and, where useful, what to do;
+* **truncation is an error** — unless the host application switched on PIL's process-global
+  ``ImageFile.LOAD_TRUNCATED_IMAGES``, which makes PIL pad truncated files silently (we do not touch globals);
 * **one canonical pixel format** — EXIF orientation applied, then RGB; transparency is composited on white
   (what a person sees in a viewer), CMYK / 16-bit / grey / palette converted. The release read images with
   cv2 and fed BGR to CLIP; here the model always receives RGB.
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Iterable, Union
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
@@ -81,7 +83,10 @@ def open_image(
             message names the input.
     """
     if isinstance(source, Image.Image):
-        return _finish(source, _describe_pil(source), max_pixels)
+        name = _describe_pil(source)
+        _check_pixel_count(source.size, name, max_pixels)
+        _load(source, name)  # a caller's lazily opened image may still be truncated
+        return _finish(source, name, max_pixels)
     if isinstance(source, np.ndarray):
         return _finish(_from_array(source), f"<ndarray shape={tuple(source.shape)} dtype={source.dtype}>",
                        max_pixels)
@@ -264,13 +269,18 @@ def _decode(data: bytes, name: str, *, max_pixels: int, max_bytes: int) -> Image
     _check_byte_count(len(data), name, max_bytes)
     img = _open_header(data, name)
     _check_pixel_count(img.size, name, max_pixels)
+    _load(img, name)
+    return _finish(img, name, max_pixels)
+
+
+def _load(img: Image.Image, name: str) -> None:
+    """Decode the pixels, turning PIL's many failure types into one ImageError that names the input."""
     try:
         img.load()
     except Image.DecompressionBombError as e:
         raise ImageError(f"{name}: refused as a decompression bomb ({e})") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # truncated / corrupt streams
         raise ImageError(f"{name}: corrupt or truncated image data ({e})") from e
-    return _finish(img, name, max_pixels)
 
 
 def _open_header(data: bytes, name: str) -> Image.Image:
@@ -364,8 +374,3 @@ def _describe_pil(img: Image.Image) -> str:
     filename = getattr(img, "filename", "") or ""
     return filename or f"<PIL.Image mode={img.mode} size={img.width}x{img.height}>"
 
-
-# PIL's LOAD_TRUNCATED_IMAGES is process-global; warn once if someone turned it on, since truncated files then
-# decode silently (grey bottom rows) instead of raising here.
-if getattr(ImageFile, "LOAD_TRUNCATED_IMAGES", False):  # pragma: no cover - depends on the host application
-    log.warning("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated images will not raise ImageError")
