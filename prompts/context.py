@@ -10,8 +10,8 @@ Defusing, applied to every expert text:
 * NFKC first, so full-width look-alikes (``＜｜im_end｜＞``) become ASCII and are caught by the rules below;
 * control and format characters and ANSI colour codes removed (newlines kept; CR, tabs and Unicode line
   separators normalised); ``<|...|>`` special tokens removed outright;
-* the remaining ``<`` ``>`` become ``‹`` ``›``: no special token (``<|im_start|>``, ``<|eot_id|>``, ``</s>``, ``<<SYS>>``,
-  SmolLM's ``<file_sep>`` ...) can survive;
+* the remaining ``<`` ``>`` become ``‹`` ``›``: no special token (``<|im_start|>``, ``<|eot_id|>``, ``</s>``,
+  ``<<SYS>>``, SmolLM's ``<file_sep>`` ...) can survive;
 * ``[`` ``]`` become ``(`` ``)``: no ``[/OCR]``, ``[INST]`` or fake expert heading;
 * heading hashes are dropped and ``##`` runs collapsed: no ``### Instruction:``;
 * a line starting with a role or section label (``User:``, ``Question:``, ``Response:`` ...) gets ``" -"``

@@ -88,14 +88,15 @@ class PromptStyle:
 
     def render_segments(self, messages: list[Message], add_generation_prompt: bool) -> list[Segment]:
         """The rendered conversation as ``(text, is_response)`` pieces; joined they are the prompt."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement render_segments(messages, "
+                                  "add_generation_prompt) to be usable as a prompt style")
 
     def format_chat(self, messages: Sequence[MessageLike], add_generation_prompt: bool = True) -> str:
         """Render a multi-turn conversation; with ``add_generation_prompt`` it ends where the reply starts."""
         return "".join(text for text, _ in self.render_segments(as_messages(messages), add_generation_prompt))
 
     def split_for_training(self, messages: Sequence[MessageLike]) -> list[Segment]:
-        """``format_chat(messages, add_generation_prompt=False)`` cut into maximal same-flag segments.
+        """``format_chat(messages, add_generation_prompt=False)`` cut into prompt and response segments.
 
         Flag True marks response text (assistant content + end marker) the loss is computed on. Non-response
         neighbours are merged and empty ones dropped; each response segment is exactly one assistant turn (kept
@@ -264,7 +265,9 @@ def _conversation(system: str | None, history: Sequence[MessageLike] | None, use
 
 def _leading_system(messages: list[Message], style: PromptStyle) -> tuple[str | None, list[Message]]:
     """Split off a leading system message; styles without a system slot mid-conversation reject later ones."""
-    system, turns = (messages[0].content, messages[1:]) if messages and messages[0].role == "system" else (None, messages)
+    system, turns = None, messages
+    if messages and messages[0].role == "system":
+        system, turns = messages[0].content, messages[1:]
     if any(m.role == "system" for m in turns):
         raise PromptFormatError(f"style {style.name!r} accepts a system message only as the first message")
     return system, turns
