@@ -101,6 +101,11 @@ def build_model(src_config: ModelConfig, acfg: AdapterConfig, tensors: dict[str,
     if missing or unexpected:
         raise CheckpointMismatchError(f"base checkpoint does not match the config: missing {missing[:6]}, "
                                       f"unexpected {unexpected[:6]}")
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = [f"{k}: {tuple(v.shape)} vs {shapes[k]}" for k, v in tensors.items() if tuple(v.shape) != shapes[k]]
+    if wrong:
+        raise CheckpointMismatchError(f"base checkpoint shapes do not match the config (checkpoint vs model): "
+                                      f"{wrong[:4]}")
     state = {}
     for k in list(tensors):
         state[k] = tensors.pop(k).to(device=device, dtype=dtype)  # pop: drop the source copy as we go

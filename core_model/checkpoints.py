@@ -131,10 +131,15 @@ def _convert_multimodal(sd: dict[str, torch.Tensor], cfg: dict[str, Any], base: 
                         source: str) -> AdapterCheckpoint:
     n = base.n_layers
     out: dict[str, torch.Tensor] = {}
-    query_len = sd["visual_query.weight"].shape[0] if "visual_query.weight" in sd else 10
     if "adapter_query.weight" not in sd:
         raise CheckpointMismatchError(f"{source}: no adapter_query.weight; not a multimodal LLaMA-Adapter V2 file")
     aq = sd["adapter_query.weight"]
+    if "visual_query.weight" in sd:
+        query_len = sd["visual_query.weight"].shape[0]
+    elif "query_len" in cfg:
+        query_len = int(cfg["query_len"])
+    else:  # the release's default: prompts in every layer but the first (query_layer = n_layers - 1)
+        query_len = aq.shape[0] // max(n - 1, 1)
     if aq.shape[0] % query_len or aq.shape[1] != base.dim:
         raise CheckpointMismatchError(f"{source}: adapter_query {tuple(aq.shape)} does not fit query_len "
                                       f"{query_len} and base dim {base.dim}")
