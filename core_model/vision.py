@@ -98,7 +98,8 @@ class CLIPVisionEncoder(nn.Module):
         self.identity = f"{name}#{uuid.uuid4().hex[:12]}"
         self.preprocess_cfg = _preprocess_cfg(preprocess_cfg, visual.image_size)
         oc = _open_clip()
-        self._transform = oc.transform.image_transform_v2(oc.transform.PreprocessCfg(**self.preprocess_cfg), is_train=False)
+        cfg = oc.transform.PreprocessCfg(**self.preprocess_cfg)
+        self._transform = oc.transform.image_transform_v2(cfg, is_train=False)
         self.eval()
 
     # ------------------------------------------------------------------ shape facts
@@ -203,8 +204,10 @@ class CLIPVisionEncoder(nn.Module):
         if cached is not None:
             log.info("CLIP %s/%s: using cached weights %s", arch, pretrained, cached)
             return cls.from_local(cached, model_name=arch, quick_gelu=quick_gelu, preprocess_cfg=tag_preprocess)
-        _require_network(_download_host(tag_cfg), f"CLIP weights {arch}/{pretrained}", _weights_source(tag_cfg),
-                         arch, probe_timeout)
+        qg = ", quick_gelu=True" if quick_gelu else ""
+        _require_network(_download_host(tag_cfg), f"CLIP weights {arch}/{pretrained}", probe_timeout,
+                         f"copy {_weights_source(tag_cfg)} onto this machine and load it with "
+                         f"CLIPVisionEncoder.from_local('/path/to/checkpoint', model_name={arch!r}{qg})")
         model = _create_model(oc, arch, pretrained=pretrained, cache_dir=cache_dir, force_quick_gelu=quick_gelu)
         return cls(model.visual, model.visual.preprocess_cfg, name=f"{arch}/{pretrained}")
 
@@ -344,8 +347,9 @@ def _is_torchscript_archive(path: Path) -> bool:
 def _from_openai_jit(cls, oc, path: Path) -> CLIPVisionEncoder:
     """Read the weights out of the TorchScript archive and rebuild a plain open_clip model from them."""
     try:
-        state = torch.jit.load(str(path), map_location="cpu").state_dict()
-        model = oc.model.build_model_from_openai_state_dict(dict(state), quick_gelu=True, cast_dtype=None).float()
+        state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        state.pop("attn_mask", None)  # the text causal mask: a buffer when open_clip itself was scripted, rebuilt
+        model = oc.model.build_model_from_openai_state_dict(state, quick_gelu=True, cast_dtype=None).float()
     except (RuntimeError, KeyError, ValueError) as e:
         raise ModelLoadError(f"{path}: not a readable OpenAI CLIP TorchScript archive ({e})") from e
     return cls(model.visual, {}, name=f"openai-jit@{path.name}")
@@ -436,7 +440,7 @@ def _host_reachable(host: str, timeout: float) -> tuple[bool, str]:
     return False, result.get("error", f"no answer within {timeout:g}s")
 
 
-def _require_network(host: str, what: str, source: str, arch: str, timeout: float) -> None:
+def _require_network(host: str, what: str, timeout: float, fix: str) -> None:
     """Raise a ModelLoadError that says what to do, quickly, when a download cannot possibly work."""
     env = _offline_by_env()
     if env:
@@ -448,9 +452,8 @@ def _require_network(host: str, what: str, source: str, arch: str, timeout: floa
         reason = f"{host} is unreachable: {reason}"
     raise ModelLoadError(
         f"{what} are not cached on this machine and cannot be downloaded ({reason}). No CLIP weights ship with "
-        f"this project or its dependencies, so vision needs a checkpoint you provide: copy {source} onto this "
-        f"machine and load it with CLIPVisionEncoder.from_local('/path/to/checkpoint', model_name={arch!r}) "
-        "(or a 'local-dir:/folder' holding open_clip_config.json and the weights). Without vision, pass no images."
+        f"this project or its dependencies, so vision needs a checkpoint you provide: {fix} (or use a "
+        "'local-dir:/folder' holding open_clip_config.json and the weights). Without vision, pass no images."
     )
 
 
@@ -461,8 +464,9 @@ def _from_hf_hub(cls, oc, model_name: str, cache_dir: Optional[str], timeout: fl
         folder = Path(config).parent  # an HF snapshot folder: config + weights side by side
         if any(f.suffix in _WEIGHT_SUFFIXES for f in folder.iterdir()):
             return _from_local_dir(cls, oc, folder)
-    _require_network(_download_host({"hf_hub": repo + "/"}), f"CLIP weights {model_name}",
-                     f"https://huggingface.co/{repo}", model_name, timeout)
+    _require_network(_download_host({"hf_hub": repo + "/"}), f"CLIP weights {model_name}", timeout,
+                     f"download the files of https://huggingface.co/{repo} into a folder and load it with "
+                     "CLIPVisionEncoder.from_local('local-dir:/that/folder')")
     model = _create_model(oc, model_name, cache_dir=cache_dir)
     return cls(model.visual, model.visual.preprocess_cfg, name=model_name)
 
@@ -537,7 +541,8 @@ class VisualProjParams:
     """
 
     def adapter_params(self) -> dict[str, str]:
-        return {name: VISUAL_PROJ for name, p in self._parameters.items() if p is not None}  # type: ignore[attr-defined]
+        params = self._parameters  # type: ignore[attr-defined]
+        return {name: VISUAL_PROJ for name, p in params.items() if p is not None}
 
 
 class VisualLinear(VisualProjParams, nn.Linear):
