@@ -155,7 +155,7 @@ class DetectionTool(ExpertTool):
         except (ConnectionError, OSError) as exc:
             if self._is_release_name():
                 raise ExpertUnavailable(f"{self._offline_message()} ({exc})") from exc
-            raise ExpertUnavailable(f"cannot read YOLO weights {source!r}: {exc}") from exc
+            raise ExpertUnavailable(f"cannot load YOLO weights {source!r}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - ultralytics raises many types for a bad checkpoint
             raise ExpertUnavailable(
                 f"cannot load YOLO weights {source!r} ({type(exc).__name__}: {exc}): is it an ultralytics checkpoint?"
