@@ -106,6 +106,10 @@ def _decode(data: bytes, src: object, max_pixels: int, Image: Any) -> Image.Imag
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ExpertInputError(f"cannot decode image {describe_image_input(src)!r}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - Image.open may be patched by other libraries (ultralytics: HEIF)
+        raise ExpertInputError(
+            f"cannot decode image {describe_image_input(src)!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     img = ImageOps.exif_transpose(img)
     return _to_rgb(img, Image)
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import shutil
 import statistics
+import threading
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, Field, PrivateAttr
@@ -73,6 +76,9 @@ class OCRTool(ExpertTool):
     """Also put line boxes ``[x1,y1,x2,y2]`` into the text for the model (words and boxes are always in ``data``)."""
     tesseract_cmd: str | None = None
     """Path of the tesseract binary if it is not on ``PATH``."""
+    omp_threads: int | None = 1
+    """OpenMP threads per tesseract process (``OMP_THREAD_LIMIT``; an explicit environment value wins). One is
+    about 2.5x faster than tesseract's default on small images and busy CPUs; None leaves tesseract's default."""
 
     _languages: list[str] | None = PrivateAttr(default=None)
 
@@ -103,6 +109,9 @@ class OCRTool(ExpertTool):
             raise ExpertUnavailable(f"the pytesseract package is not installed: {_INSTALL_HINT}") from exc
         if self.tesseract_cmd:
             pytesseract.pytesseract.tesseract_cmd = self.tesseract_cmd
+        with _ENV_LOCK:
+            if not isinstance(pytesseract.pytesseract.environ, _TesseractEnv):
+                pytesseract.pytesseract.environ = _TESSERACT_ENV  # pytesseract passes it to Popen(env=...)
         return pytesseract
 
     def _missing_languages(self) -> list[str]:
@@ -174,6 +183,7 @@ class OCRTool(ExpertTool):
         background = 255 if statistics.mean(gray.resize((16, 16)).getdata()) >= 128 else 0
         img = ImageOps.expand(img, border=_BORDER_PX, fill=background)
         config = f"--psm {psm}" + (f" --oem {self.oem}" if self.oem is not None else "")
+        _TESSERACT_ENV.local.omp_threads = self.omp_threads
         try:
             raw = pytesseract.image_to_data(
                 img, lang=self.lang, config=config, timeout=self.timeout, output_type=pytesseract.Output.DICT
@@ -189,6 +199,8 @@ class OCRTool(ExpertTool):
             raise ExpertError(f"tesseract failed: {exc}") from exc
         except pytesseract.TesseractError as exc:
             raise ExpertError(f"tesseract failed (status {exc.status}): {exc.message}") from exc
+        finally:
+            _TESSERACT_ENV.local.omp_threads = None
         return self._words(raw, scale)
 
     def _words(self, raw: dict[str, list[Any]], scale: float) -> list[dict[str, Any]]:
@@ -220,6 +232,37 @@ class OCRTool(ExpertTool):
 
 
 # --------------------------------------------------------------------------------------------- helpers
+class _TesseractEnv(Mapping[str, str]):
+    """``os.environ`` (read live) plus ``OMP_THREAD_LIMIT`` for tesseract processes OCRTool starts in this thread.
+
+    pytesseract has no per-call environment, only the module global it hands to ``Popen(env=...)``; this overlay
+    is a pass-through for every other caller and thread, so nothing else in the process changes.
+    """
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def _extra(self) -> dict[str, str]:
+        threads = getattr(self.local, "omp_threads", None)
+        if threads is None or "OMP_THREAD_LIMIT" in os.environ:
+            return {}
+        return {"OMP_THREAD_LIMIT": str(threads)}
+
+    def __getitem__(self, key: str) -> str:
+        extra = self._extra()
+        return extra[key] if key in extra else os.environ[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**os.environ, **self._extra()})
+
+    def __len__(self) -> int:
+        return len({**os.environ, **self._extra()})
+
+
+_TESSERACT_ENV = _TesseractEnv()
+_ENV_LOCK = threading.Lock()
+
+
 def _mean_conf(words: list[dict[str, Any]]) -> float:
     return statistics.fmean(w["conf"] for w in words) if words else 0.0
 

