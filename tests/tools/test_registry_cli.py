@@ -300,23 +300,30 @@ def test_lav2_tools_lists_builtin_custom_and_plugin_experts(plugin_site: Path, g
     assert cmd_tools(_parser().parse_args(["tools", "broken", "--query", "x"]), io.StringIO()) == 1
 
 
-MY_EXPERTS = '''
-from tools import expert
+def readme_custom_experts_example() -> str:
+    """The code block under "## Custom experts" in tools/README.md — the documented one-screen way."""
+    readme = (REPO / "tools" / "README.md").read_text()
+    section = readme.split("## Custom experts", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-@expert
-def brightness(image) -> str:
-    """Tells how bright the image is."""
-    grey = image.convert("L")
-    return f"Brightness: {sum(grey.getdata()) / (grey.width * grey.height):.0f}"
-'''
+def test_the_documented_custom_expert_example_runs() -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile(readme_custom_experts_example(), "tools/README.md", "exec"), namespace)  # noqa: S102
+    colour, miles, loud = namespace["dominant_colour"], namespace["miles"], namespace["loud"]
+    assert colour.run_expert(image=Image.new("RGB", (4, 4), (255, 0, 0))).text == "Average colour: rgb(255, 0, 0)"
+    result = miles.run_expert(query="Is 26.2 miles more than 40 km? And 3 miles?")
+    assert result.text == "26.2 miles = 42.16 km, 3 miles = 4.83 km" and result.data == {"km": [42.16, 4.83]}
+    assert miles.name == "miles_to_km" and miles.needs_query and not colour.needs_query
+    assert loud.run_expert(query="hi").text == "HI"
+    assert {"dominant_colour", "miles_to_km", "shout"} <= {t.name for t in registered_experts()}
 
 
 @pytest.mark.slow
 def test_python_m_tools_cli_standalone(plugin_site: Path, tmp_path: Path, grey_png: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    (work / "my_experts.py").write_text(MY_EXPERTS)
+    (work / "my_experts.py").write_text(readme_custom_experts_example())
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), str(plugin_site)]),
@@ -330,10 +337,14 @@ def test_python_m_tools_cli_standalone(plugin_site: Path, tmp_path: Path, grey_p
     listing = cli("tools", "--json", "--import", "my_experts")
     assert listing.returncode == 0, listing.stderr
     rows = {row["name"]: row for row in json.loads(listing.stdout)}
-    assert rows["brightness"]["ready"] and rows["brightness"]["source"] == "registered"
+    for name in ("dominant_colour", "miles_to_km"):
+        assert rows[name]["ready"] and rows[name]["source"] == "registered"
+    assert rows["shout"]["source"] == "entry point shout (lav2-fake-plugin)"  # name clash: the first one wins
     assert rows["word_count"]["ready"] and rows["word_count"]["source"].startswith("entry point")
-    ran = cli("tools", "brightness", "--image", str(grey_png), "--import", "my_experts")
-    assert (ran.returncode, ran.stdout) == (0, "Brightness: 100\n")
+    ran = cli("tools", "dominant_colour", "--image", str(grey_png), "--import", "my_experts")
+    assert (ran.returncode, ran.stdout) == (0, "Average colour: rgb(100, 100, 100)\n")
+    ran = cli("tools", "miles_to_km", "--query", "5 miles", "--import", "my_experts", "--json")
+    assert json.loads(ran.stdout)["data"] == {"km": [8.05]}
     shout = cli("tools", "shout", "--query", "hello")
     assert (shout.returncode, shout.stdout) == (0, "HELLO\n")
     bad = cli("tools", "--import", "no_such_module")
