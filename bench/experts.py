@@ -92,6 +92,9 @@ def tiny_blip(directory: Path) -> Path:
         projection_dim=32,
     )
     out = directory / "tiny-blip"
+    import torch
+
+    torch.manual_seed(0)  # random weights: fixed, so the greedy caption is non-empty and the same each run
     BlipForConditionalGeneration(config).save_pretrained(out)
     processor.save_pretrained(out)
     return out
@@ -205,7 +208,8 @@ def main() -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"python bench/experts.py --runs {args.runs}   # {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-          f"{os.cpu_count()} CPUs, {platform.processor() or platform.platform()}")
+          f"{os.cpu_count()} CPUs, {platform.processor() or platform.platform()}, "
+          f"load average {os.getloadavg()[0]:.1f} at the end")
     print()
     print("| expert / input | median ms | min ms | max ms | first call ms | notes |")
     print("|---|---:|---:|---:|---:|---|")

@@ -212,7 +212,8 @@ class ToolExpert(ExpertTool):
     def _run(self, run_manager: Any = None, **kwargs: Any) -> str:
         from .base import sanitize_expert_text
 
-        output = self.tool.invoke(kwargs)
+        config = {"callbacks": run_manager.get_child()} if run_manager is not None else None
+        output = self.tool.invoke(kwargs, config=config)  # the wrapped tool's run shows up as a child in traces
         text, _ = _split_output(output)
         return sanitize_expert_text(text, self.max_chars)
 

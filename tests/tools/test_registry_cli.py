@@ -351,3 +351,25 @@ def test_python_m_tools_cli_standalone(plugin_site: Path, tmp_path: Path, grey_p
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: cannot import expert module 'no_such_module'")
     index = cli("index", str(work), "--index", str(tmp_path / "i.sqlite"))
     assert index.returncode == 2 and "nothing to index" in index.stderr  # only a .py file there
+
+
+def test_wrapped_tool_runs_as_a_child_run_in_callbacks() -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.started: list[tuple[str, Any]] = []
+
+        def on_tool_start(self, serialized, input_str, *, run_id, parent_run_id=None, **kwargs):
+            self.started.append((serialized["name"], parent_run_id))
+
+    @tool
+    def echo(text: str) -> str:
+        """Echoes."""
+        return text
+
+    recorder = Recorder()
+    wrapped = as_expert(echo, name="echo_expert", register=False)
+    assert wrapped.invoke({"text": "x"}, config={"callbacks": [recorder]}) == "x"
+    assert [name for name, _ in recorder.started] == ["echo_expert", "echo"]
+    assert recorder.started[0][1] is None and recorder.started[1][1] is not None
