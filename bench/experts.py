@@ -27,7 +27,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -48,7 +49,8 @@ def package_dir(name: str) -> Path | None:
 
 def font(name: str = "DejaVuSansMono.ttf") -> str:
     mpl = package_dir("matplotlib")
-    for path in ([mpl / "mpl-data" / "fonts" / "ttf" / name] if mpl else []) + [Path("/usr/share/fonts/truetype/dejavu") / name]:
+    candidates = [mpl / "mpl-data" / "fonts" / "ttf" / name] if mpl else []
+    for path in [*candidates, Path("/usr/share/fonts/truetype/dejavu") / name]:
         if path.is_file():
             return str(path)
     raise SystemExit(f"font {name} not found (install matplotlib or fonts-dejavu)")
@@ -156,8 +158,8 @@ def main() -> int:
 
     ocr = OCRTool()
     if ocr.status().ready:
-        rows.append(measure(f"ocr: receipt {receipt.width}x{receipt.height} (24 px)", lambda: ocr.run_expert(image=receipt), args.runs,
-                            "auto psm -> 4 (second pass)"))
+        rows.append(measure(f"ocr: receipt {receipt.width}x{receipt.height} (24 px)",
+                            lambda: ocr.run_expert(image=receipt), args.runs, "auto psm -> 4 (second pass)"))
         small, _ = render_receipt(14)
         rows.append(measure(f"ocr: receipt {small.width}x{small.height} (14 px)", lambda: ocr.run_expert(image=small),
                             args.runs, "small text: upscaled re-read"))
@@ -175,8 +177,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if importlib.util.find_spec("transformers"):
             captioner = CaptionTool(hf_model=str(tiny_blip(Path(tmp))), max_new_tokens=20)
-            rows.append(measure("caption: tiny random BLIP, bus.jpg", lambda: captioner.run_expert(image=bus), args.runs,
-                                "plumbing only (random 32-d model), 20 new tokens"))
+            rows.append(measure("caption: tiny random BLIP, bus.jpg", lambda: captioner.run_expert(image=bus),
+                                args.runs, "plumbing only (random 32-d model), 20 new tokens"))
         adapter_like = CaptionTool(model=lambda image: "a red bus on a street")
         rows.append(measure("caption: callable backend", lambda: adapter_like.run_expert(image=bus), args.runs,
                             "image opening + sanitising overhead"))

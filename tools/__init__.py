@@ -62,7 +62,31 @@ _EXPORTS = {
     "build_index": "search",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "CaptionTool",
+    "DetectionTool",
+    "ExpertError",
+    "ExpertInputError",
+    "ExpertResult",
+    "ExpertStatus",
+    "ExpertTimeout",
+    "ExpertTool",
+    "ExpertUnavailable",
+    "LocalSearchTool",
+    "OCRTool",
+    "WebSearchTool",
+    "all_experts",
+    "as_expert",
+    "build_index",
+    "default_experts",
+    "discover_experts",
+    "expert",
+    "get_expert",
+    "register_expert",
+    "sanitize_expert_text",
+    "unregister_expert",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -159,7 +159,8 @@ def _render_web(results: list[dict[str, str]], snippet_chars: int) -> str:
     lines = []
     for i, r in enumerate(results, 1):
         body = _clip(" ".join(r["body"].split()), snippet_chars)
-        lines.append(f"{i}. {r['title'] or r['href']} — {body} ({r['href']})" if body else f"{i}. {r['title']} ({r['href']})")
+        title = r["title"] or r["href"]
+        lines.append(f"{i}. {title} — {body} ({r['href']})" if body else f"{i}. {title} ({r['href']})")
     return "\n".join(lines)
 
 

@@ -56,7 +56,8 @@ class NetworkAttempts(list):
 def no_network(monkeypatch: pytest.MonkeyPatch) -> NetworkAttempts:
     """Fail any non-loopback DNS lookup or connect from Python code, and record it."""
     attempts = NetworkAttempts()
-    real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+    real_getaddrinfo = socket.getaddrinfo
 
     def guarded_getaddrinfo(host, *args, **kwargs):
         if not _is_loopback(host.decode() if isinstance(host, bytes) else host):

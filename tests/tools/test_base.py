@@ -149,7 +149,8 @@ def test_run_expert_never_raises_for_backend_failures(caplog: pytest.LogCaptureF
 def test_langchain_invoke_returns_text_or_error_message() -> None:
     assert _Echo().invoke({"query": "hi"}) == "echo: hi\n\nend"
     # handle_tool_error=True: an agent reads the failure as the tool's answer instead of crashing
-    assert _Echo(mode="missing").invoke({"query": "hi"}) == "echo: unavailable: libecho is not installed: pip install libecho"
+    answer = _Echo(mode="missing").invoke({"query": "hi"})
+    assert answer == "echo: unavailable: libecho is not installed: pip install libecho"
 
 
 def test_status_string_and_truthiness() -> None:
@@ -184,13 +185,13 @@ def test_open_image_flattens_transparency_on_white() -> None:
 
 
 def test_open_image_errors_name_the_input(tmp_path) -> None:
-    with pytest.raises(ExpertInputError, match="not found: '/no/such.png'"):
+    with pytest.raises(ExpertInputError, match=r"not found: '/no/such\.png'"):
         open_image("/no/such.png")
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(ExpertInputError, match="cannot decode"):
         open_image(tmp_path / "bad.png")
     big = Image.new("RGB", (200, 100))
-    with pytest.raises(ExpertInputError, match="20000 pixels, above the cap of 10000"):
+    with pytest.raises(ExpertInputError, match=r"20000 pixels, above the cap of 10000"):
         open_image(_png_bytes(big), max_pixels=10_000)
     with pytest.raises(ExpertInputError, match="URLs are disabled"):
         open_image("http://127.0.0.1:9/x.png", allow_urls=False)

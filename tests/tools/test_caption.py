@@ -90,9 +90,9 @@ def test_no_backend_is_unavailable_with_how_to_fix(red: Image.Image) -> None:
 
 
 def test_invalid_configurations_are_rejected() -> None:
-    with pytest.raises(ValueError, match="either model=... or hf_model="):
+    with pytest.raises(ValueError, match=r"either model=\.\.\. or hf_model="):
         CaptionTool(model=lambda im: "x", hf_model="some/model")
-    with pytest.raises(ValueError, match="must have a .generate"):
+    with pytest.raises(ValueError, match=r"must have a \.generate"):
         CaptionTool(model=42)
 
 

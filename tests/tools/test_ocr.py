@@ -48,12 +48,14 @@ def test_rendered_text_is_read_back(ocr: OCRTool, font: str, size: int) -> None:
     print(f"CER {font} {size}px: {cer:.4f} (mean conf {result.data['mean_conf']}, {result.seconds:.2f}s)")
     assert cer <= CER_LIMIT, result.text
     # reading order: the three lines come back as three lines, in order
-    assert [line["text"] for line in result.data["lines"]][0].split()[0] == lines[0].split()[0]
+    assert result.data["lines"][0]["text"].split()[0] == lines[0].split()[0]
     assert len(result.data["lines"]) == len(lines)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("font", "size"), [("DejaVuSansMono.ttf", 24), ("DejaVuSans.ttf", 24), ("DejaVuSansMono.ttf", 32)])
+@pytest.mark.parametrize(
+    ("font", "size"), [("DejaVuSansMono.ttf", 24), ("DejaVuSans.ttf", 24), ("DejaVuSansMono.ttf", 32)]
+)
 def test_receipt(ocr: OCRTool, font: str, size: int) -> None:
     img, reference = render_receipt(font, size)
     result = ocr.run_expert(image=img)

@@ -83,7 +83,8 @@ def test_function_expert_outputs_and_failures() -> None:
         """Returns structured data."""
         return {"answer": 42}
 
-    assert as_dict.run_expert(query="q").text == '{"answer": 42}' and as_dict.run_expert(query="q").data == {"answer": 42}
+    structured = as_dict.run_expert(query="q")
+    assert structured.text == '{"answer": 42}' and structured.data == {"answer": 42}
 
     @expert(register=False)
     def flaky(query: str = "") -> str:
@@ -135,7 +136,7 @@ class _ImageSizeTool(BaseTool):
     name: str = "image_size"
     description: str = "Tells the image size in pixels."
     args_schema: type[BaseModel] = _PathInput
-    seen: list = []
+    seen: list = []  # noqa: RUF012 - a pydantic field (copied per instance), not a shared class attribute
 
     def _run(self, image_path: str, question: str | None = None) -> str:
         self.seen.append((image_path, os.path.exists(image_path), question))

@@ -39,7 +39,9 @@ Bake the loaf at 250 degrees Celsius with steam for twenty minutes, then lower t
 """,
     "notes/facts.jsonl": "\n".join(
         [
-            json.dumps({"id": "t1", "title": "Tides", "text": "Tides are caused by the gravitational pull of the moon."}),
+            json.dumps(
+                {"id": "t1", "title": "Tides", "text": "Tides are caused by the gravitational pull of the moon."}
+            ),
             "this line is not json",
             json.dumps({"title": "No text field", "body": "ignored"}),
             json.dumps({"id": "v1", "title": "Volcanoes", "text": "Magma rises through the crust and erupts as lava."}),
@@ -189,7 +191,7 @@ EMPTY_PAGE = '<html><body><div class="no-results">No results.</div></body></html
 
 
 class _DuckDuckGoHandler(http.server.BaseHTTPRequestHandler):
-    requests: list[dict] = []
+    requests: list[dict] = []  # noqa: RUF012 - replaced per test by the ddg_server fixture
     page = DDG_PAGE
 
     def do_POST(self) -> None:  # noqa: N802 - http.server API
@@ -230,7 +232,8 @@ def test_web_search_parses_results_from_a_duckduckgo_style_page(ddg_server) -> N
     assert result.data == [
         {"title": "LLaMA-Adapter V2: visual instruction model", "href": "https://example.org/adapter",
          "body": "Parameter-efficient visual instruction tuning with early fusion."},
-        {"title": "London buses", "href": "https://example.com/bus", "body": "Red double-decker buses and their routes."},
+        {"title": "London buses", "href": "https://example.com/bus",
+         "body": "Red double-decker buses and their routes."},
     ]
     assert result.text.splitlines()[0] == (
         "1. LLaMA-Adapter V2: visual instruction model — Parameter-efficient visual instruction tuning with early "
