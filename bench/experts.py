@@ -79,8 +79,8 @@ def render_receipt(size: int = 24) -> tuple[Image.Image, str]:
 def tiny_blip(directory: Path) -> Path:
     from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "photo", "of", "bus", "person", "the", "on",
-             "street"]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "photo", "of", "bus", "person", "the",
+             "on", "street", "red", "car", "dog", "with", "in", "##s"]  # as in tests/tools/test_caption.py
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizer(str(directory / "vocab.txt"))
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
