@@ -1,0 +1,93 @@
+"""What the LLM, the chat model and the pipeline share: the model behind them, sampling arguments, the image path."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ._model_cache import DEFAULT_MODEL, get_model, model_name
+
+if TYPE_CHECKING:
+    from core_model import AdapterV2Model
+
+log = logging.getLogger("orchestrator")
+
+VISUAL_PREFIX_ON = "on"
+VISUAL_PREFIX_OFF = "off (no vision weights configured)"
+VISUAL_PREFIX_NONE = "not used (no image)"
+
+_warned: set[int] = set()
+_warned_lock = threading.Lock()
+
+
+def is_model_object(value: Any) -> bool:
+    """A loaded model (``core_model.AdapterV2Model`` or anything with the same ``generate``/``tokenizer``)."""
+    return not isinstance(value, str) and hasattr(value, "generate") and hasattr(value, "tokenizer")
+
+
+def split_model_argument(values: dict[str, Any]) -> dict[str, Any]:
+    """Let ``model=`` take a loaded model object too: it moves to ``client`` and ``model`` becomes its name."""
+    if not isinstance(values, dict):
+        return values
+    model = values.get("model")
+    if model is not None and is_model_object(model):
+        values = {**values, "client": model, "model": model_name(model)}
+    elif values.get("client") is not None and "model" not in values:
+        values = {**values, "model": model_name(values["client"])}
+    return values
+
+
+def load_client(wrapper: Any) -> AdapterV2Model:
+    """The model behind a wrapper: its ``client`` if given, else the shared model for its load arguments."""
+    if wrapper.client is not None:
+        return wrapper.client
+    return get_model(wrapper.model or DEFAULT_MODEL, wrapper.adapter, wrapper.vision, wrapper.device, wrapper.dtype,
+                     **(wrapper.model_kwargs or {}))
+
+
+def image_for_model(model: AdapterV2Model, image: Any, on_missing_vision: str = "warn") -> tuple[Any, str]:
+    """``(image to pass to generate or None, visual-prefix note)``.
+
+    Without vision weights the image cannot become a visual prefix: with ``on_missing_vision="warn"`` the answer
+    is generated from text alone and this is logged once per model; with ``"error"`` the model's
+    ``VisionUnavailableError`` is raised.
+    """
+    if image is None:
+        return None, VISUAL_PREFIX_NONE
+    if getattr(model, "has_vision", False):
+        return image, VISUAL_PREFIX_ON
+    if on_missing_vision == "error":
+        model.encode_images([image])  # raises VisionUnavailableError with the model's own how-to-fix message
+    with _warned_lock:
+        first = id(model) not in _warned
+        _warned.add(id(model))
+    if first:
+        log.warning("visual prefix %s for %s: the image is not seen by the language model; answers come from "
+                    "the text (and the experts' observations). Load a vision encoder and a visual adapter "
+                    "(load_model(vision=..., adapter=...)) to use it.", VISUAL_PREFIX_OFF, model_name(model))
+    return None, VISUAL_PREFIX_OFF
+
+
+def sampling_kwargs(wrapper: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """``generate``/``stream`` keyword arguments from a wrapper's fields, with per-call overrides."""
+    def pick(name: str, field: str | None = None) -> Any:
+        return overrides[name] if overrides.get(name) is not None else getattr(wrapper, field or name)
+
+    max_new = overrides.get("max_new_tokens", overrides.get("max_tokens"))
+    return {
+        "max_new_tokens": int(max_new if max_new is not None else wrapper.max_tokens),
+        "temperature": float(pick("temperature")),
+        "top_p": float(pick("top_p")),
+        "top_k": int(pick("top_k")),
+        "seed": pick("seed"),
+    }
+
+
+def merge_stop(*stops: Any) -> list[str]:
+    """Stop strings from several sources, in order, without duplicates or empties."""
+    merged: list[str] = []
+    for stop in stops:
+        for s in ([stop] if isinstance(stop, str) else (stop or [])):
+            if s and s not in merged:
+                merged.append(s)
+    return merged

@@ -1,0 +1,16 @@
+"""Typed errors of the orchestrator; all are ``LAV2Error`` so the ``lav2`` CLI prints them as one line."""
+from __future__ import annotations
+
+from core_model.errors import LAV2Error
+
+
+class OrchestratorError(LAV2Error):
+    """Base class of the orchestrator's errors."""
+
+
+class UnknownExpertError(OrchestratorError, ValueError):
+    """An expert name that is not in the pipeline's expert set (the message lists the known ones)."""
+
+
+class BatchInputError(OrchestratorError, ValueError):
+    """A batch input or output file that cannot be used (names the file and line)."""

@@ -1,0 +1,335 @@
+"""``VisualQAPipeline``: image + question → router → experts (concurrently) → context → answer.
+
+The pipeline is a LangChain ``Runnable``: ``invoke``, ``batch``, ``stream``, ``ainvoke`` and ``|`` composition
+work. Its output, :class:`VQAResult`, is a dict (``AddableDict``) with attribute access, so streamed chunks add up
+to the full result and ``pipeline | itemgetter("answer")`` gives the answer alone.
+
+A failing, missing or slow expert never sinks the answer: each runs with a timeout in its own thread, and its
+error is recorded in ``result.errors`` (and ``result.experts[name]`` as ``"error: ..."``) while the others'
+observations still reach the model.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForChainRun
+from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables.utils import AddableDict
+
+from ._common import VISUAL_PREFIX_OFF, VISUAL_PREFIX_ON, VISUAL_PREFIX_NONE, image_for_model, is_model_object
+from ._model_cache import DEFAULT_MODEL, get_model, model_name
+from .experts import EXPERT_LABELS, contribution, resolve_experts
+from .router import ExpertRouter, RouteDecision
+
+__all__ = ["DEFAULT_ANSWER_HINT", "VQAResult", "VisualQAPipeline"]
+
+log = logging.getLogger(__name__)
+
+#: appended to the question: a small model then answers in one short sentence that quotes the context
+DEFAULT_ANSWER_HINT = "Answer briefly."
+_CACHE_SIZE = 64
+
+
+class VQAResult(AddableDict):
+    """The pipeline's answer and how it was reached.
+
+    Keys (also attributes): ``answer``; ``question``; ``image`` (what was given, shortened); ``experts`` (name →
+    the text the expert contributed, or ``"error: ..."``); ``errors`` (name → error, failed experts only);
+    ``router`` (policy, chosen experts, a reason per expert, ``model``-policy scores); ``context`` (the block the
+    model read); ``visual_prefix`` (``"on"``, ``"off (no vision weights configured)"`` or ``"not used (no
+    image)"``); ``model`` (what was loaded); ``usage`` (token counts); ``timings`` (seconds: ``route``,
+    ``experts`` wall time, ``per_expert``, ``generate``, ``total``).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __add__(self, other: Mapping[str, Any]) -> VQAResult:
+        return VQAResult(super().__add__(other))
+
+    def __radd__(self, other: Mapping[str, Any]) -> VQAResult:
+        return VQAResult(super().__radd__(other))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-serialisable dict."""
+        return {k: v for k, v in self.items()}
+
+
+class VisualQAPipeline(Runnable[Any, VQAResult]):
+    """Visual question answering with expert tools (LLaMA-Adapter V2, paper §4.4).
+
+    Input: ``{"image": ..., "question": ...}`` (image: path, URL, data URL, base64, bytes, PIL, numpy; optional
+    keys ``experts`` — a routing policy for this call — and ``history`` — earlier turns as
+    ``{"role", "content"}`` dicts), an ``(image, question)`` tuple, or a question string (no image).
+
+    Args:
+        model: a loaded ``core_model`` model, a ``ChatLlamaAdapterV2``/``LlamaAdapterV2LLM`` (its model is used),
+            or a base to load (default ``smollm2-135m``; ``random:tiny`` for tests). Loaded once and shared.
+        adapter, vision, device, dtype: ``load_model`` arguments when ``model`` is a name.
+        experts: ``None`` (default set: OCR, detection, caption, local and web search), ``"all"`` (plus plugins
+            and registered experts), or a list of experts (``tools`` experts, LangChain tools, or plain functions
+            taking ``image=`` and/or ``query=``).
+        router: an :class:`ExpertRouter` or a policy: ``"auto"`` (default), ``"all"``, ``"none"``, ``"model"``,
+            a list of expert names.
+        expert_timeout: seconds each expert may take; a late expert is recorded as timed out (its thread is left
+            to finish in the background, its output ignored).
+        max_new_tokens, temperature: answer generation (greedy and short by default: small models stay on topic).
+        answer_hint: appended to the question (default ``"Answer briefly."``; ``""`` for none).
+        system: system prompt (None: the prompt style's default).
+        labels: heading per expert name in the context block (default: "Text in the image", ...).
+        cache_experts: reuse an expert's output for the same image (and query, for search experts) — useful in
+            chat sessions that ask several questions about one image.
+        on_missing_vision: ``"warn"`` (answer from the experts, note ``visual_prefix`` off) or ``"error"``.
+    """
+
+    def __init__(self, model: Any = None, *, adapter: Any = None, vision: Any = None, device: str = "auto",
+                 dtype: str = "auto", experts: Iterable[Any] | str | None = None,
+                 router: ExpertRouter | str | Sequence[str] | None = "auto", expert_timeout: float = 30.0,
+                 max_new_tokens: int = 64, temperature: float = 0.0, answer_hint: str = DEFAULT_ANSWER_HINT,
+                 system: str | None = None, prompt_style: str | None = None, labels: Mapping[str, str] | None = None,
+                 max_chars_per_expert: int = 600, max_context_chars: int = 2000, cache_experts: bool = True,
+                 on_missing_vision: str = "warn", model_kwargs: Mapping[str, Any] | None = None):
+        if model is not None and not isinstance(model, str) and not is_model_object(model) \
+                and hasattr(model, "llama_model"):
+            model = model.llama_model  # a ChatLlamaAdapterV2 / LlamaAdapterV2LLM: share its model
+        self._model = model if is_model_object(model) else None
+        self._load_args = {"base": model or DEFAULT_MODEL, "adapter": adapter, "vision": vision, "device": device,
+                           "dtype": dtype, **(model_kwargs or {})}
+        self.experts = resolve_experts(experts)
+        self.router = router if isinstance(router, ExpertRouter) else ExpertRouter(router)
+        self.expert_timeout = float(expert_timeout)
+        self.max_new_tokens = int(max_new_tokens)
+        self.temperature = float(temperature)
+        self.answer_hint = answer_hint
+        self.system = system
+        self.prompt_style = prompt_style
+        self.labels = {**EXPERT_LABELS, **(labels or {})}
+        self.max_chars_per_expert = max_chars_per_expert
+        self.max_context_chars = max_context_chars
+        self.cache_experts = cache_experts
+        self.on_missing_vision = on_missing_vision
+        self._cache: OrderedDict[tuple, Any] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        names = ", ".join(e.name for e in self.experts)
+        return f"VisualQAPipeline(model={self._load_args['base']!r}, experts=[{names}], router={self.router!r})"
+
+    # -- model ----------------------------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The language model (loaded on first use; shared with wrappers built from the same arguments)."""
+        if self._model is None:
+            self._model = get_model(**self._load_args)
+        return self._model
+
+    def describe_model(self) -> dict[str, Any]:
+        describe = getattr(self.model, "describe", None)
+        return describe() if callable(describe) else {"base": model_name(self.model)}
+
+    # -- Runnable -------------------------------------------------------------------------------------------
+    @property
+    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+        return dict
+
+    @property
+    def OutputType(self) -> Any:  # noqa: N802 - LangChain's name
+        return VQAResult
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> VQAResult:
+        return self._call_with_config(self._invoke, input, config, run_type="chain", **kwargs)
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[VQAResult]:
+        """Chunks that add up to the result: routing and experts first, then the answer piece by piece, then
+        usage and timings."""
+        yield from self._transform_stream_with_config(iter([input]), self._stream_chunks, config, run_type="chain",
+                                                      **kwargs)
+
+    def transform(self, input: Iterator[Any], config: RunnableConfig | None = None,
+                  **kwargs: Any) -> Iterator[VQAResult]:
+        final = None
+        for chunk in input:
+            final = chunk if final is None else final + chunk
+        if final is not None:
+            yield from self.stream(final, config, **kwargs)
+
+    def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun | None = None) -> VQAResult:
+        result = VQAResult()
+        for chunk in self._run(input, stream=False):
+            result = result + chunk
+        return result
+
+    def _stream_chunks(self, inputs: Iterator[Any],
+                       run_manager: CallbackManagerForChainRun | None = None) -> Iterator[VQAResult]:
+        for input in inputs:
+            yield from self._run(input, stream=True)
+
+    # -- the work -------------------------------------------------------------------------------------------
+    def _run(self, input: Any, *, stream: bool) -> Iterator[VQAResult]:
+        t0 = time.perf_counter()
+        image_src, question, policy, history = _parse_input(input)
+        model = self.model
+        t_loaded = time.perf_counter()
+        pil = None
+        if image_src is not None:
+            from core_model.images import open_image
+
+            pil = open_image(image_src)
+        decision = self.router.route(question, self.experts, has_image=pil is not None, model=model,
+                                     prompt_style=self.prompt_style, policy=policy)
+        t_routed = time.perf_counter()
+        outcomes = self.run_experts(decision.chosen, pil, question)
+        t_experts = time.perf_counter()
+        contributed = {name: o["text"] for name, o in outcomes.items() if o["error"] is None and o["text"]}
+        context = self.format_context(contributed)
+        prompt, stop = self.build_prompt(question, context, history)
+        image, visual = image_for_model(model, pil, self.on_missing_vision)
+        yield VQAResult(
+            question=question, image=_describe_source(image_src),
+            experts={n: (o["text"] if o["error"] is None else f"error: {o['error']}") for n, o in outcomes.items()},
+            errors={n: o["error"] for n, o in outcomes.items() if o["error"] is not None},
+            router=decision.to_dict(), context=context, visual_prefix=visual, model=self.describe_model())
+        gen = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "stop": stop}
+        if stream:
+            answer, first = "", True
+            for piece in model.stream(prompt, image=image, **gen):
+                if first:
+                    piece, first = piece.lstrip(), not piece.strip()
+                if piece:
+                    answer += piece
+                    yield VQAResult(answer=piece)
+            usage = {"prompt_tokens": len(model.tokenizer.encode(prompt)),
+                     "completion_tokens": len(model.tokenizer.encode(answer, bos=False)) if answer else 0}
+        else:
+            completion = model.generate(prompt, images=image, **gen)
+            yield VQAResult(answer=completion.text.strip())
+            usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
+        t_end = time.perf_counter()
+        timings = {"load": round(t_loaded - t0, 4), "route": decision.seconds,
+                   "experts": round(t_experts - t_routed, 4),
+                   "per_expert": {n: o["seconds"] for n, o in outcomes.items()},
+                   "generate": round(t_end - t_experts, 4), "total": round(t_end - t0, 4)}
+        yield VQAResult(usage=usage, timings=timings)
+
+    def run_experts(self, names: Sequence[str], image: Any, question: str) -> dict[str, dict[str, Any]]:
+        """Run the named experts concurrently, each with ``expert_timeout``; ``{name: {text, error, seconds}}``.
+
+        All start at once (one thread each), so the wall time is that of the slowest expert, not the sum. Never
+        raises for an expert's failure.
+        """
+        by_name = {e.name: e for e in self.experts}
+        tools = [by_name[n] for n in names]
+        if not tools:
+            return {}
+        outcomes: dict[str, dict[str, Any]] = {}
+        pool = cf.ThreadPoolExecutor(max_workers=len(tools), thread_name_prefix="lav2-expert")
+        started = time.perf_counter()
+        futures = {pool.submit(self._run_one, tool, image, question): tool.name for tool in tools}
+        done, not_done = cf.wait(futures, timeout=self.expert_timeout)
+        pool.shutdown(wait=False, cancel_futures=True)  # late experts finish in the background, ignored
+        for future in done:
+            outcomes[futures[future]] = future.result()
+        for future in not_done:
+            name = futures[future]
+            log.warning("expert %r timed out after %.1fs", name, self.expert_timeout)
+            outcomes[name] = {"text": "", "error": f"timed out after {self.expert_timeout:g}s",
+                              "seconds": round(time.perf_counter() - started, 4)}
+        return {n: outcomes[n] for n in names}  # router order
+
+    def _run_one(self, tool: Any, image: Any, question: str) -> dict[str, Any]:
+        start = time.perf_counter()
+        key = self._cache_key(tool, image, question)
+        if key is not None:
+            with self._cache_lock:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
+                    return {**cached, "seconds": 0.0, "cached": True}
+        try:
+            result = tool.run_expert(image=image, query=question)
+            outcome = {"text": contribution(result) if result.error is None else "", "error": result.error,
+                       "seconds": round(result.seconds or time.perf_counter() - start, 4)}
+        except Exception as exc:  # noqa: BLE001 - an expert outside tools' contract must not sink the answer
+            log.warning("expert %r raised", tool.name, exc_info=True)
+            outcome = {"text": "", "error": f"{type(exc).__name__}: {exc}",
+                       "seconds": round(time.perf_counter() - start, 4)}
+        if key is not None and outcome["error"] is None:
+            with self._cache_lock:
+                self._cache[key] = outcome
+                while len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return outcome
+
+    def _cache_key(self, tool: Any, image: Any, question: str) -> tuple | None:
+        if not self.cache_experts or image is None:
+            return None
+        digest = getattr(image, "_lav2_digest", None)
+        if digest is None:
+            from core_model.images import image_digest
+
+            digest = image_digest(image)
+            try:
+                image._lav2_digest = digest  # PIL images take attributes; saves re-hashing per expert
+            except AttributeError:
+                pass
+        query = question if getattr(tool, "needs_query", False) or not getattr(tool, "needs_image", True) else None
+        return (tool.name, id(tool), digest, query)
+
+    def format_context(self, contributed: Mapping[str, str]) -> str:
+        """The context block: one titled block per expert that contributed, in router order."""
+        from prompts import format_expert_context
+
+        titled = {self.labels.get(name, name): text for name, text in contributed.items()}
+        return format_expert_context(titled, header=None, max_chars_per_expert=self.max_chars_per_expert,
+                                     max_total_chars=self.max_context_chars)
+
+    def build_prompt(self, question: str, context: str, history: Sequence[Any] | None = None) -> tuple[str, list[str]]:
+        """``(prompt, stop strings)``: the context first, the question (with the answer hint) last."""
+        from prompts import compose_prompt, get_style
+
+        style = get_style(self.prompt_style or self.model.prompt_style)
+        asked = f"{question.strip()} {self.answer_hint}".strip() if self.answer_hint else question.strip()
+        return (compose_prompt(style, asked, context or None, system=self.system, history=history),
+                list(style.stop))
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _parse_input(input: Any) -> tuple[Any, str, Any, list | None]:
+    """``(image source or None, question, routing policy for this call or None, history or None)``."""
+    if isinstance(input, str):
+        return None, input, None, None
+    if isinstance(input, tuple) and len(input) == 2:
+        return input[0], str(input[1]), None, None
+    if isinstance(input, Mapping):
+        question = input.get("question") or input.get("text") or input.get("input")
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("VisualQAPipeline input needs a non-empty 'question'")
+        return input.get("image"), question, input.get("experts"), input.get("history")
+    raise TypeError(f"VisualQAPipeline takes {{'image': ..., 'question': ...}}, (image, question) or a question "
+                    f"string, not {type(input).__name__}")
+
+
+def _describe_source(source: Any) -> str | None:
+    if source is None:
+        return None
+    if isinstance(source, str):
+        return source if len(source) <= 200 else source[:80] + f"... ({len(source)} chars)"
+    import os
+
+    if isinstance(source, os.PathLike):
+        return os.fspath(source)
+    size = getattr(source, "size", None)
+    return f"<{type(source).__name__} {size[0]}x{size[1]}>" if isinstance(size, tuple) else f"<{type(source).__name__}>"
+
+
+# keep the visual-prefix notes importable from here (they are part of the result's vocabulary)
+VISUAL_PREFIX_NOTES = (VISUAL_PREFIX_ON, VISUAL_PREFIX_OFF, VISUAL_PREFIX_NONE)
