@@ -16,7 +16,7 @@ VISUAL_PREFIX_ON = "on"
 VISUAL_PREFIX_OFF = "off (no vision weights configured)"
 VISUAL_PREFIX_NONE = "not used (no image)"
 
-_warned: set[int] = set()
+_warned: set[tuple[int, int]] = set()
 _warned_lock = threading.Lock()
 
 
@@ -45,11 +45,12 @@ def load_client(wrapper: Any) -> AdapterV2Model:
                      **(wrapper.model_kwargs or {}))
 
 
-def image_for_model(model: AdapterV2Model, image: Any, on_missing_vision: str = "warn") -> tuple[Any, str]:
+def image_for_model(model: AdapterV2Model, image: Any, on_missing_vision: str = "warn",
+                    log_level: int = logging.WARNING) -> tuple[Any, str]:
     """``(image to pass to generate or None, visual-prefix note)``.
 
     Without vision weights the image cannot become a visual prefix: with ``on_missing_vision="warn"`` the answer
-    is generated from text alone and this is logged once per model; with ``"error"`` the model's
+    is generated from text alone and this is logged once per model (at ``log_level``); with ``"error"`` the model's
     ``VisionUnavailableError`` is raised.
     """
     if image is None:
@@ -59,10 +60,10 @@ def image_for_model(model: AdapterV2Model, image: Any, on_missing_vision: str = 
     if on_missing_vision == "error":
         model.encode_images([image])  # raises VisionUnavailableError with the model's own how-to-fix message
     with _warned_lock:
-        first = id(model) not in _warned
-        _warned.add(id(model))
+        first = (id(model), log_level) not in _warned
+        _warned.add((id(model), log_level))
     if first:
-        log.warning("visual prefix %s for %s: the image is not seen by the language model; answers come from "
+        log.log(log_level, "visual prefix %s for %s: the image is not seen by the language model; answers come from "
                     "the text (and the experts' observations). Load a vision encoder and a visual adapter "
                     "(load_model(vision=..., adapter=...)) to use it.", VISUAL_PREFIX_OFF, model_name(model))
     return None, VISUAL_PREFIX_OFF

@@ -192,7 +192,8 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         contributed = {name: o["text"] for name, o in outcomes.items() if o["error"] is None and o["text"]}
         context = self.format_context(contributed)
         prompt, stop = self.build_prompt(question, context, history)
-        image, visual = image_for_model(model, pil, self.on_missing_vision)
+        # the result says so in `visual_prefix`; the log line is for those who read logs, not a warning
+        image, visual = image_for_model(model, pil, self.on_missing_vision, logging.INFO)
         yield VQAResult(
             question=question, image=_describe_source(image_src),
             experts={n: (o["text"] if o["error"] is None else f"error: {o['error']}") for n, o in outcomes.items()},

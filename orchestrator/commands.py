@@ -1,0 +1,252 @@
+"""``lav2 ask``, ``lav2 chat``, ``lav2 batch`` and ``lav2 eval`` (registered by ``orchestrator.cli``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger("lav2")
+
+_EXPERTS_HELP = ("which experts to consult: auto (keyword rules on the question, default), all, none, model (the "
+                 "language model judges each expert), or a comma-separated list such as ocr,detection")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register ask, chat, batch and eval on the ``lav2`` parser."""
+    p = sub.add_parser("ask", help="answer a question about an image with expert tools",
+                       description="Routes the question to expert tools (OCR, detection, caption, search), runs "
+                                   "them concurrently and lets the model answer with their observations as context.")
+    p.add_argument("image", help="image: path, http(s) URL or data URL")
+    p.add_argument("question", help="the question about the image")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: answer, experts, errors, router, model, visual_prefix, timings")
+    p.add_argument("--stream", action="store_true", help="print the answer as it is generated "
+                                                          "(with --json: one JSON object per chunk)")
+    _pipeline_args(p)
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("chat", help="multi-turn chat about an image (switch images with /image)",
+                       description="Interactive chat. Commands: /image PATH (switch image), /image none, "
+                                   "/experts POLICY, /reset (forget the conversation), /quit. Reads stdin, so "
+                                   "questions can be piped in.")
+    p.add_argument("--image", default=None, help="image to start with")
+    p.add_argument("--history-turns", type=int, default=4, help="earlier question/answer pairs the model sees "
+                                                                "(default 4)")
+    _pipeline_args(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("batch", help="answer many (image, question) rows; resumable JSONL output",
+                       description="Input: a .jsonl (one {\"image\", \"question\"[, \"id\"]} per line) or .csv file "
+                                   "(columns image, question[, id]), or a folder of images with --question. Output: "
+                                   "one JSON line per row, written durably as rows finish; --resume skips rows "
+                                   "already written (safe after a crash or kill -9).")
+    p.add_argument("input", help="JSONL or CSV file, or a folder of images")
+    p.add_argument("-o", "--output", default=None, help="output JSONL (default: <input name>.answers.jsonl)")
+    p.add_argument("-q", "--question", action="append", default=[],
+                   help="question to ask about every image (folders; repeatable; rows without a question in files)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run: skip rows already written")
+    p.add_argument("--overwrite", action="store_true", help="start over, deleting an existing output")
+    p.add_argument("-j", "--concurrency", type=int, default=2,
+                   help="rows in flight at once (experts overlap; generation is one at a time; default 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _pipeline_args(p)
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("eval", help="visual-QA accuracy with experts vs. without, on the repo's eval set",
+                       description="Asks every question of examples/eval/questions.jsonl twice (experts routed by "
+                                   "--experts, and no experts) and prints both accuracies.")
+    p.add_argument("--set", dest="eval_set", default=None, help="questions JSONL (default: examples/eval)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--details", action="store_true", help="print every answer")
+    _pipeline_args(p, default_tokens=48)
+    p.set_defaults(func=cmd_eval)
+
+
+def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None:
+    g = p.add_argument_group("model and experts")
+    g.add_argument("--model", default="smollm2-135m",
+                   help="base model: preset, HF/Meta directory or .gguf (default smollm2-135m; random:tiny is an "
+                        "instant random model for dry runs)")
+    g.add_argument("--adapter", default=None, help="adapter directory, official .pth, or adapter preset")
+    g.add_argument("--vision", default=None, help="CLIP for the visual prefix: open_clip MODEL:PRETRAINED or a "
+                                                  "local checkpoint")
+    g.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
+    g.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
+    g.add_argument("--experts", default="auto", help=_EXPERTS_HELP)
+    g.add_argument("--expert-timeout", type=float, default=30.0, help="seconds per expert (default 30)")
+    g.add_argument("--detection-weights", default=None,
+                   help="YOLO weights for the detection expert (default: LAV2_DETECTION_WEIGHTS, a cached "
+                        "yolo11n.pt, or the bundled person detector)")
+    g.add_argument("--max-new-tokens", type=int, default=default_tokens,
+                   help=f"answer length limit (default {default_tokens})")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--system", default=None, help="system prompt (default: the prompt style's)")
+
+
+def build_pipeline(args: argparse.Namespace) -> Any:
+    from .experts import default_pipeline_experts
+    from .pipeline import VisualQAPipeline
+
+    experts = default_pipeline_experts()
+    if args.detection_weights:
+        from tools import DetectionTool
+
+        experts = [DetectionTool(weights=args.detection_weights) if e.name == "detection" else e for e in experts]
+    return VisualQAPipeline(args.model, adapter=args.adapter, vision=args.vision, device=args.device,
+                            dtype=args.dtype, experts=experts, router=args.experts,
+                            expert_timeout=args.expert_timeout, max_new_tokens=args.max_new_tokens,
+                            temperature=args.temperature, system=args.system)
+
+
+# ------------------------------------------------------------------------------------------------ ask
+def cmd_ask(args: argparse.Namespace) -> int:
+    pipeline = build_pipeline(args)
+    request = {"image": args.image, "question": args.question}
+    out = sys.stdout
+    if args.json and args.stream:
+        for chunk in pipeline.stream(request):
+            out.write(json.dumps(chunk.to_dict(), ensure_ascii=False, default=str) + "\n")
+            out.flush()
+        return 0
+    if args.json:
+        result = pipeline.invoke(request)
+        out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str) + "\n")
+        return 0
+    if not args.stream:
+        result = pipeline.invoke(request)
+        print_experts(result, out)
+        out.write(f"answer: {result.answer}\n")
+        return 0
+    answer_started = False
+    for chunk in pipeline.stream(request):
+        if "experts" in chunk:
+            print_experts(chunk, out)
+        if chunk.get("answer"):
+            if not answer_started:
+                out.write("answer: ")
+                answer_started = True
+            out.write(chunk["answer"])
+            out.flush()
+    out.write("\n")
+    return 0
+
+
+def print_experts(result: Any, out: TextIO) -> None:
+    """The router's choice and each expert's contribution (or error), indented, for people."""
+    router = result.get("router") or {}
+    chosen = router.get("chosen") or []
+    out.write(f"experts ({router.get('policy', '?')}): {', '.join(chosen) if chosen else 'none'}\n")
+    reasons = router.get("reasons") or {}
+    seconds = (result.get("timings") or {}).get("per_expert") or {}
+    for name, text in (result.get("experts") or {}).items():
+        took = f", {seconds[name]:.2f}s" if name in seconds else ""
+        out.write(f"  [{name}] {reasons.get(name, '')}{took}\n")
+        for line in str(text).splitlines() or [""]:
+            if line.strip():
+                out.write(f"    {line}\n")
+    out.write(f"visual prefix: {result.get('visual_prefix', '?')}\n")
+
+
+# ------------------------------------------------------------------------------------------------ chat
+_CHAT_HELP = "commands: /image PATH | /image none | /experts POLICY | /reset | /quit"
+
+
+def cmd_chat(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
+    from core_model.errors import LAV2Error
+
+    stdin, out = stdin or sys.stdin, out or sys.stdout
+    interactive = stdin.isatty()
+    pipeline = build_pipeline(args)
+    image, policy, history = args.image, args.experts, []
+    out.write(f"lav2 chat — {_CHAT_HELP}\n")
+    if image:
+        out.write(f"image: {image}\n")
+    while True:
+        if interactive:
+            out.write("you> ")
+            out.flush()
+        line = stdin.readline()
+        if not line:
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith("/"):
+            command, _, rest = text.partition(" ")
+            rest = rest.strip()
+            if command in ("/quit", "/exit"):
+                break
+            if command == "/image":
+                image = None if rest.lower() in ("", "none", "off") else rest
+                history = []  # earlier answers were about the old image
+                out.write(f"image: {image or 'none'} (conversation reset)\n")
+            elif command == "/experts":
+                policy = rest or "auto"
+                out.write(f"experts: {policy}\n")
+            elif command == "/reset":
+                history = []
+                out.write("conversation reset\n")
+            else:
+                out.write(f"unknown command {command}; {_CHAT_HELP}\n")
+            continue
+        request = {"image": image, "question": text, "experts": policy, "history": history[-2 * args.history_turns:]}
+        try:
+            answer = ""
+            out.write("lav2> ")
+            for chunk in pipeline.stream(request):
+                if chunk.get("answer"):
+                    answer += chunk["answer"]
+                    out.write(chunk["answer"])
+                    out.flush()
+                if chunk.get("errors"):
+                    log.info("expert errors: %s", chunk["errors"])
+            out.write("\n")
+        except (LAV2Error, ValueError, OSError) as e:  # a bad image path must not end the session
+            out.write(f"error: {e}\n")
+            continue
+        history += [{"role": "user", "content": text}, {"role": "assistant", "content": answer}]
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ batch
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import read_rows, run_batch
+
+    rows = read_rows(args.input, args.question)
+    output = args.output or f"{Path(args.input).name.rsplit('.', 1)[0] or 'batch'}.answers.jsonl"
+    pipeline = build_pipeline(args)
+
+    def answer(row: Any) -> dict[str, Any]:
+        r = pipeline.invoke({"image": row.image, "question": row.question})
+        return {"answer": r.answer, "experts": r.experts, "errors": r.errors, "router": r.router["chosen"],
+                "visual_prefix": r.visual_prefix, "timings": r.timings}
+
+    try:
+        summary = run_batch(rows, answer, output, resume=args.resume, overwrite=args.overwrite,
+                            concurrency=args.concurrency, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"lav2 batch: interrupted; finished rows are in {output}: rerun with --resume to continue",
+              file=sys.stderr)
+        return 130
+    print(f"{output}: {summary.written} row(s) written, {summary.skipped} already done, "
+          f"{summary.failed} failed (see their 'error'), {summary.total} in the input", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+# ------------------------------------------------------------------------------------------------ eval
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import DEFAULT_EVAL_SET, evaluate, format_report, load_eval_set
+
+    items = load_eval_set(args.eval_set or DEFAULT_EVAL_SET, args.limit)
+    pipeline = build_pipeline(args)
+    policy = args.experts
+    report = evaluate(pipeline, items, policy=policy)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(format_report(report, verbose=args.details))
+    return 0
