@@ -412,10 +412,39 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def dump_yaml(cfg: TrainConfig) -> str:
+def dump_yaml(cfg: TrainConfig, minimal: bool = False) -> str:
+    """YAML of ``cfg``; ``minimal`` leaves out values equal to the defaults (how the shipped recipes are written)."""
     import yaml
 
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, default_flow_style=None, width=110)
+    data = cfg.to_dict()
+    if minimal:
+        data = _diff(data, TrainConfig().to_dict(), "")
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
+
+
+#: shown in minimal dumps even when equal to the default: what a reader of a recipe looks for first
+_ALWAYS = {"model.base", "model.adapter", "model.vision", "model.dtype", "data.caption_weight",
+           "data.instruction_weight", "data.prompt_style", "optim.caption", "optim.instruction", "train.stage",
+           "train.steps", "train.micro_batch", "train.grad_accum", "train.precision", "train.out_dir",
+           "distributed.strategy"}
+_SOURCE_DEFAULTS = dataclasses.asdict(SourceSpec())
+
+
+def _diff(data: dict[str, Any], default: dict[str, Any], path: str) -> dict[str, Any]:
+    out = {}
+    for k, v in data.items():
+        key = _join(path, k)
+        d = default.get(k)
+        if isinstance(v, dict) and isinstance(d, dict) and v and d:
+            sub = _diff(v, d, key) if key not in _ALWAYS else _diff(v, {}, key)
+            if sub:
+                out[k] = sub
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):  # data sources
+            out[k] = [{sk: sv for sk, sv in x.items() if sk in ("format", "path") or sv != _SOURCE_DEFAULTS.get(sk)}
+                      for x in v]
+        elif v != d or key in _ALWAYS:
+            out[k] = v
+    return out
 
 
 def apply_override(cfg: TrainConfig, item: str) -> TrainConfig:

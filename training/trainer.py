@@ -277,18 +277,21 @@ class Trainer:
             st.optimizer.step()
         st.optimizer.zero_grad(set_to_none=True)
         st.schedule.step()
+        if not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            bad = next(n for n, p in st.params if not torch.isfinite(p).all())
+            self._non_finite(step_no, kind, f"the update made parameters NaN/inf (first: {bad}) although the loss "
+                                            f"({loss_value:.4g}) and gradient norm ({grad_norm:.4g}) were finite")
         self.step += 1
         return {"step": step_no, "stream": kind, "loss": loss_value, "grad_norm": grad_norm,
                 "lr": st.optimizer.param_groups[0]["lr"], "lr_factor": factor, "tokens": int(n_tokens),
                 "seconds": time.perf_counter() - t0}
 
     def _non_finite(self, step: int, kind: str, what: str) -> None:
-        where = (f"the last good checkpoint {self.last_checkpoint} is kept: resume from it with --resume "
-                 f"{self.last_checkpoint}" if self.last_checkpoint is not None else
+        where = (f"the last good checkpoint {self.last_checkpoint} is kept (resume from it with --resume "
+                 f"{self.last_checkpoint})" if self.last_checkpoint is not None else
                  "no checkpoint was written yet (set train.save_every to keep one)")
-        raise NonFiniteError(f"step {step} ({kind} batch): {what}; stopped before updating any parameter. {where}. "
-                             f"Lower optim.{kind}.lr, raise optim.warmup_steps, or use train.precision=bf16 instead "
-                             "of fp16.")
+        raise NonFiniteError(f"step {step} ({kind} batch): {what}. Training stopped; {where}. Lower "
+                             f"optim.{kind}.lr, raise optim.warmup_steps, or use train.precision=bf16 instead of fp16.")
 
     # ================================================================================================ eval
     @torch.no_grad()
