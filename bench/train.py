@@ -94,7 +94,8 @@ def measure(mode: str, base: str, batch: int, seq: int, steps: int, warmup: int,
     total = sum(p.numel() for p in llm.parameters())
     return {"mode": mode, "trainable": sum(p.numel() for p in params), "total": total,
             "step_s_median": statistics.median(times), "step_s_min": min(times), "step_s_max": max(times),
-            "peak_mib": peak / 2 ** 20, "loaded_mib": base_mem / 2 ** 20, "train_extra_mib": (peak - base_mem) / 2 ** 20,
+            "peak_mib": peak / 2 ** 20, "loaded_mib": base_mem / 2 ** 20,
+            "train_extra_mib": (peak - base_mem) / 2 ** 20,
             "tokens_per_s": batch * seq / statistics.median(times), "load_s": load_s,
             "memory": "cuda max_memory_allocated" if dev.type == "cuda" else "peak RSS (VmHWM)"}
 

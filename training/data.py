@@ -20,7 +20,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -338,16 +338,19 @@ def encode_example(ex: Example, tokenizer: Any, style: PromptStyle, max_len: int
 
 # ============================================================================================ dataset
 class ExampleDataset(torch.utils.data.Dataset):
-    """Examples tokenised lazily (fast start on 500K captions); images opened in ``__getitem__`` (workers)."""
+    """Examples tokenised lazily (fast start on 500K captions). Images are opened and, with ``preprocess`` (the
+    CLIP encoder's transform), turned into pixels in ``__getitem__`` — i.e. in DataLoader workers."""
 
     def __init__(self, examples: Sequence[Example], tokenizer: Any, style: str | PromptStyle, max_len: int,
-                 system: str | None = None, name: str = "data"):
+                 system: str | None = None, name: str = "data",
+                 preprocess: Callable[[list], torch.Tensor] | None = None):
         self.examples = list(examples)
         self.tokenizer = tokenizer
         self.style = get_style(style)
         self.max_len = max_len
         self.system = system
         self.name = name
+        self.preprocess = preprocess
         self._warned_empty = False
 
     def __len__(self) -> int:
@@ -365,16 +368,19 @@ class ExampleDataset(torch.utils.data.Dataset):
             self._warned_empty = True
             log.warning("%s: no response tokens within data.max_len=%d (first case: %s); such examples add "
                         "nothing to the loss — raise max_len", self.name, self.max_len, ex.source)
-        image = None
+        pixels = None
         if ex.image is not None:
+            if self.preprocess is None:
+                raise DataError(f"{ex.source}: the record has an image but the model has no vision encoder "
+                                "(set model.vision)")
             from core_model.errors import ImageError
             from core_model.images import open_image
 
             try:
-                image = open_image(Path(ex.image))  # a Path: never treated as a URL or base64
+                pixels = self.preprocess([open_image(Path(ex.image))])[0]  # a Path: never a URL or base64
             except ImageError as e:
                 raise DataError(f"{ex.source}: {e}") from e
-        return {"ids": ids, "labels": labels, "image": image, "source": ex.source}
+        return {"ids": ids, "labels": labels, "pixels": pixels, "source": ex.source}
 
 
 @dataclass
@@ -383,7 +389,7 @@ class Batch:
 
     tokens: torch.Tensor  # (B, T)
     targets: torch.Tensor  # (B, T), IGNORE_INDEX where no loss
-    images: list[Any] | None  # PIL images (None entries for text-only rows), or None for a text-only batch
+    pixels: torch.Tensor | None  # (B, 3, H, W) CLIP inputs, or None for a text-only batch
     sources: list[str] = field(default_factory=list)
 
     @property
@@ -391,12 +397,14 @@ class Batch:
         return int((self.targets != IGNORE_INDEX).sum())
 
     def to(self, device: torch.device) -> "Batch":
-        return Batch(self.tokens.to(device, non_blocking=True), self.targets.to(device, non_blocking=True),
-                     self.images, self.sources)
+        pixels = None if self.pixels is None else self.pixels.to(device, non_blocking=True)
+        return Batch(self.tokens.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), pixels,
+                     self.sources)
 
 
 def collate(items: Sequence[dict[str, Any]], pad_id: int) -> Batch:
-    """Right-pad (causal attention: padding after a sequence never influences it)."""
+    """Right-pad (causal attention: padding after a sequence never influences it). In a batch mixing image and
+    text-only rows, the text-only rows get all-zero pixels, as in the release's finetuning data."""
     T = max(len(it["ids"]) for it in items)
     tokens = torch.full((len(items), T), pad_id, dtype=torch.long)
     targets = torch.full((len(items), T), IGNORE_INDEX, dtype=torch.long)
@@ -405,9 +413,12 @@ def collate(items: Sequence[dict[str, Any]], pad_id: int) -> Batch:
         tokens[i, :n] = torch.tensor(it["ids"], dtype=torch.long)
         if n > 1:
             targets[i, :n - 1] = torch.tensor(it["labels"][1:], dtype=torch.long)
-    images = [it["image"] for it in items]
-    return Batch(tokens, targets, images if any(im is not None for im in images) else None,
-                 [it["source"] for it in items])
+    pix = [it.get("pixels") for it in items]
+    pixels = None
+    if any(p is not None for p in pix):
+        like = next(p for p in pix if p is not None)
+        pixels = torch.stack([p if p is not None else torch.zeros_like(like) for p in pix])
+    return Batch(tokens, targets, pixels, [it["source"] for it in items])
 
 
 # ============================================================================================ sampling

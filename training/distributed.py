@@ -140,10 +140,12 @@ def _device(spec: str, local_rank: int) -> torch.device:
     return dev
 
 
-def shutdown(ctx: DistContext) -> None:
+def shutdown(ctx: DistContext, error: bool = False) -> None:
+    """Leave the process group; after an error skip the barrier (the other ranks may never reach it)."""
     if ctx.enabled:
         try:
-            dist.barrier()
+            if not error:
+                dist.barrier()
         finally:
             dist.destroy_process_group()
 
@@ -157,7 +159,8 @@ def shard_fsdp(llm: nn.Module, adapter_params: set[nn.Parameter], reshard_after_
     try:
         from torch.distributed.fsdp import fully_shard
     except ImportError as e:  # pragma: no cover - torch >= 2.6 has FSDP2
-        raise DistributedError("distributed.strategy=fsdp needs torch >= 2.6 (torch.distributed.fsdp.fully_shard)") from e
+        raise DistributedError("distributed.strategy=fsdp needs torch >= 2.6 (torch.distributed.fsdp.fully_shard)"
+                               ) from e
     for block in llm.layers:
         fully_shard(block, reshard_after_forward=reshard_after_forward, ignored_params=adapter_params)
     fully_shard(llm, reshard_after_forward=reshard_after_forward, ignored_params=adapter_params)

@@ -193,6 +193,8 @@ def build(cfg: TrainConfig, device: torch.device, *, meta: bool = False, llm_on_
     dtype = _DTYPES[m.dtype]
     torch.manual_seed(m.seed)  # adapter inits (prompts, prefix) draw from the global RNG: identical on every rank
     tower = None if meta else build_tower(m.vision, m.seed)
+    if tower is not None:
+        tower = tower.to(device)  # frozen CLIP beside the model (kept in its own float32)
     if m.base.startswith("random:") or meta or llm_on_meta:
         mcfg, tokenizer, default_style = _base_source(m.base, m.shape, placeholder=meta)
         if m.max_seq_len:

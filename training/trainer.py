@@ -19,13 +19,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from core_model.groups import adapter_kinds
 from prompts import CAPTION_INSTRUCTION, get_style
 
-from .checkpoint import (load_checkpoint, prune_checkpoints, resolve_resume, rng_state, save_checkpoint,
-                         set_rng_state)
+from .checkpoint import (list_checkpoints, load_checkpoint, prune_checkpoints, resolve_resume, rng_state,
+                         save_checkpoint, set_rng_state)
 from .config import STREAMS, SourceSpec, TrainConfig, dump_yaml
 from .data import (IGNORE_INDEX, Batch, ExampleDataset, StreamSampler, collate, expand_turns, interleave_pattern,
                    read_source, split_validation, steps_per_stream)
@@ -91,7 +90,7 @@ class Trainer:
         try:
             self._setup()
         except BaseException:
-            self.close()
+            self.close(error=True)
             raise
 
     # ================================================================================================ setup
@@ -122,6 +121,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.train.precision == "fp16" else None
         if cfg.train.resume:
             self._resume(cfg.train.resume)
+        elif list_checkpoints(self.out_dir):
+            raise CheckpointError(f"{self.out_dir} holds checkpoints of an earlier run: continue it with --resume "
+                                  "(train.resume=latest), or choose another train.out_dir, or delete "
+                                  f"{self.out_dir / 'checkpoints'}")
         self._metrics_path = self.out_dir / "metrics.jsonl"
         if ctx.is_main:
             self._trim_metrics()
@@ -170,11 +173,14 @@ class Trainer:
         examples = []
         for spec in sources:
             examples += read_source(spec, check_images=cfg.data.check_images)
-        examples = expand_turns(examples, self.style)
+        # split records before expanding conversations, so no conversation is in both sets
         train_ex, val_ex = split_validation(examples, cfg.data.val_examples, cfg.train.seed, name)
+        train_ex, val_ex = expand_turns(train_ex, self.style), expand_turns(val_ex, self.style)
         tok = self.model.tokenizer
-        train_ds = ExampleDataset(train_ex, tok, self.style, cfg.data.max_len, cfg.data.system, name)
-        val_ds = ExampleDataset(val_ex, tok, self.style, cfg.data.max_len, cfg.data.system, name) if val_ex else None
+        pre = self.model.vision.encoder.preprocess if self.model.vision is not None else None
+        train_ds = ExampleDataset(train_ex, tok, self.style, cfg.data.max_len, cfg.data.system, name, pre)
+        val_ds = (ExampleDataset(val_ex, tok, self.style, cfg.data.max_len, cfg.data.system, name, pre)
+                  if val_ex else None)
         if val_ds is not None and len(val_ds) < cfg.train.micro_batch * ctx.world_size:
             raise ConfigError(f"data.val_examples={len(val_ds)} is less than one global batch "
                               f"({cfg.train.micro_batch} x {ctx.world_size} processes): raise it or set it to 0")
@@ -211,21 +217,18 @@ class Trainer:
         st.sampler.consumed += 1
         return batch
 
-    def _clip_tokens(self, images: list[Any] | None) -> torch.Tensor | None:
-        """Frozen CLIP on the batch's images; text-only rows of a mixed batch get a black image, as the release."""
-        if images is None:
+    def _clip_tokens(self, pixels: torch.Tensor | None) -> torch.Tensor | None:
+        """Frozen CLIP (no grad) on the batch's preprocessed pixels: all tokens, (B, N, clip_dim)."""
+        if pixels is None:
             return None
         if self.model.vision is None:
             raise ConfigError("a batch has images but model.vision is not set")
-        enc = self.model.vision.encoder
-        size = enc.image_size
-        filled = [im if im is not None else Image.new("RGB", (size[1], size[0])) for im in images]
         with torch.no_grad(), self._autocast():
-            return enc(enc.preprocess(filled).to(self.device))
+            return self.model.vision.encoder(pixels)
 
     def _loss_sum(self, batch: Batch) -> torch.Tensor:
         batch = batch.to(self.device)
-        clip = self._clip_tokens(batch.images)
+        clip = self._clip_tokens(batch.pixels)
         with self._autocast():
             logits = self.module(batch.tokens, clip)
         return F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX,
@@ -495,19 +498,19 @@ class Trainer:
         p.write_text("".join(line + "\n" for line in keep))
 
     # ================================================================================================ cleanup
-    def close(self) -> None:
+    def close(self, error: bool = False) -> None:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
         if self._bar is not None:
             self._bar.close()
-        shutdown(self.ctx)
+        shutdown(self.ctx, error=error)
 
     def __enter__(self) -> "Trainer":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(error=exc_type is not None)
 
 
 def _summary_writer(path: Path):

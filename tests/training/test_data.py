@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from core_model import ByteTokenizer
 from prompts import CAPTION_INSTRUCTION, get_style
@@ -170,12 +171,16 @@ def test_tokenize_segments_maps_bpe_seams_to_the_segment_they_start_in():
 
 
 def test_collate_shifts_targets_and_pads():
-    items = [{"ids": [1, 2, 3], "labels": [IGNORE_INDEX, 2, 3], "image": None, "source": "a"},
-             {"ids": [4, 5], "labels": [IGNORE_INDEX, 5], "image": None, "source": "b"}]
+    items = [{"ids": [1, 2, 3], "labels": [IGNORE_INDEX, 2, 3], "pixels": None, "source": "a"},
+             {"ids": [4, 5], "labels": [IGNORE_INDEX, 5], "pixels": None, "source": "b"}]
     b = collate(items, pad_id=0)
     assert b.tokens.tolist() == [[1, 2, 3], [4, 5, 0]]
     assert b.targets.tolist() == [[2, 3, IGNORE_INDEX], [5, IGNORE_INDEX, IGNORE_INDEX]]
-    assert b.n_targets == 3 and b.images is None
+    assert b.n_targets == 3 and b.pixels is None
+    items[1]["pixels"] = torch.ones(3, 4, 4)
+    mixed = collate(items, pad_id=0)
+    assert mixed.pixels.shape == (2, 3, 4, 4)
+    assert mixed.pixels[0].abs().sum() == 0 and mixed.pixels[1].sum() == 48  # text-only row: zero pixels
 
 
 # ------------------------------------------------------------------------------------------------ sampling
