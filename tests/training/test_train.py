@@ -253,3 +253,18 @@ def test_grad_accumulation_equals_a_bigger_micro_batch(tiny_cfg):
     assert la == pytest.approx(lb, abs=1e-6)
     pa, pb = load_adapter_file(a.adapter).state, load_adapter_file(b.adapter).state
     assert max((pa[k] - pb[k]).abs().max().item() for k in pa) <= 1e-6
+
+
+def test_module_entry_trains_and_resumes(synth, tmp_path, capsys):
+    from training.cli import main
+
+    from .conftest import tiny_overrides
+
+    args = ["tiny-cpu", *tiny_overrides(synth, tmp_path / "cli", "train.steps=4")]
+    assert main([*args, "train.stop_at=2"]) == 0
+    assert "trained 2 steps" in capsys.readouterr().out
+    assert main(args) == 2  # a fresh start over the earlier checkpoints is refused ...
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--resume"]) == 0  # ... --resume continues it
+    out = capsys.readouterr().out
+    assert "trained 4 steps" in out and "adapter:" in out
