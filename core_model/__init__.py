@@ -10,10 +10,15 @@ from .errors import (CheckpointMismatchError, ConfigError, ContextLengthError, I
                      ModelLoadError, VisionUnavailableError)
 from .generation import SamplingParams
 from .groups import count_params, param_groups, set_trainable
+from .images import image_digest, load_images, open_image
 from .tokenizer import ByteTokenizer, Tokenizer
+from .vision import (CLIPVisionEncoder, VisionTower, VisualPrefixConfig, build_visual_prefix,
+                     release_prefix_state_dict)
 from .model import AdapterV2Linear, GatedPromptAttention, RMSNorm, Transformer
 
 __all__ = [
+    "CLIPVisionEncoder", "VisionTower", "VisualPrefixConfig", "build_visual_prefix", "image_digest", "load_images",
+    "open_image", "release_prefix_state_dict",
     "ADAPTER_PRESETS", "MODEL_PRESETS", "ByteTokenizer", "Tokenizer", "AdapterConfig", "AdapterV2Linear", "AdapterV2Model", "CheckpointMismatchError",
     "Completion", "ConfigError", "ContextLengthError", "GatedPromptAttention", "ImageError", "LAV2Error",
     "ModelConfig", "ModelLoadError", "RMSNorm", "SamplingParams", "Transformer", "VisionUnavailableError",
