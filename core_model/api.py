@@ -111,6 +111,7 @@ def build_model(src_config: ModelConfig, acfg: AdapterConfig, tensors: dict[str,
         state[k] = tensors.pop(k).to(device=device, dtype=dtype)  # pop: drop the source copy as we go
     model.load_state_dict(state, strict=False, assign=True)
     _materialise_adapter_params(model, device, dtype)
+    model.use_column_major_head()
     model.requires_grad_(False)
     return model.eval()
 
@@ -329,6 +330,7 @@ def random_model(preset: str | ModelConfig = "tiny", adapter: str | AdapterConfi
                 continue  # norms stay 1 and adapter parts keep their identity init
             p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
     llm = llm.to(device=resolve_device(device), dtype=dtype).requires_grad_(False).eval()
+    llm.use_column_major_head()
     if visual_prefix is not None:
         visual_prefix = visual_prefix.to(device=llm.device, dtype=dtype).eval()
     return AdapterV2Model(llm, tok, prompt_style=prompt_style or "plain", vision=vision,

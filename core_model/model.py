@@ -175,7 +175,8 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1 and start == 0, enable_gqa=gqa)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
-        out = out + self.prompt_attention(q, prompts, cache)
+        if prompts:
+            out = out + self.prompt_attention(q, prompts, cache)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
     def prompt_attention(self, q, prompts, cache) -> torch.Tensor | float:  # overridden by the adapter subclass
@@ -318,6 +319,20 @@ class Transformer(nn.Module):
         if layer.has_visual and visual is not None:
             prompts["visual"] = visual  # paper: early fusion in the first layers
         return prompts or None
+
+    def use_column_major_head(self) -> None:
+        """Store the LM-head weight column-major (a transposed view of a (dim, vocab) buffer), in place.
+
+        Why: decode computes logits for one token, a matrix-vector product over the largest matrix of a small
+        model (49152 x 576 for SmolLM2). On CPU BLAS that product reads the weight about 1.8x faster in this
+        layout (measured 5.3 ms vs 9.5 ms per token on the 2-core dev machine); names, shapes, values and the
+        embedding lookup of tied weights are unchanged. Costs one temporary copy at load time.
+        """
+        head = self.tok_embeddings if self.output is None else self.output
+        w = head.weight
+        if w.device.type != "cpu" or w.is_meta or w.stride() == (1, w.shape[0]):
+            return
+        head.weight = nn.Parameter(w.detach().t().contiguous().t(), requires_grad=w.requires_grad)
 
     def output_logits(self, h: torch.Tensor) -> torch.Tensor:
         w = self.tok_embeddings.weight if self.output is None else self.output.weight
