@@ -175,3 +175,18 @@ def test_paper_65b_bias_scale_norm_count_is_the_papers_14m():
         model = Transformer(cfg, adapter_preset("chat65b", cfg))
     n = count_params(model)["instruction"]
     assert 13.7e6 < n < 13.9e6
+
+
+def test_column_major_head_changes_layout_not_values():
+    cfg = CONFIGS["gqa-tied"]
+    model = ours_from_hf(hf_model(cfg), cfg)  # build_model applies the layout on CPU fp32
+    w = model.tok_embeddings.weight
+    assert w.stride() == (1, w.shape[0])
+    tokens = torch.randint(0, cfg.vocab_size, (1, 5))
+    with torch.no_grad():
+        fast = model(tokens)
+        model.tok_embeddings.weight = torch.nn.Parameter(w.detach().contiguous(), requires_grad=False)
+        assert (model(tokens) - fast).abs().max() < 1e-5
+        half = model.to(torch.bfloat16)
+        half.use_column_major_head()  # bf16 CPU kernels are slow in that layout: left contiguous
+        assert half.tok_embeddings.weight.is_contiguous()
