@@ -1,9 +1,11 @@
 """What the LLM, the chat model and the pipeline share: the model behind them, sampling arguments, the image path."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._model_cache import DEFAULT_MODEL, get_model, model_name
 
@@ -11,6 +13,7 @@ if TYPE_CHECKING:
     from core_model import AdapterV2Model
 
 log = logging.getLogger("orchestrator")
+T = TypeVar("T")
 
 VISUAL_PREFIX_ON = "on"
 VISUAL_PREFIX_OFF = "off (no vision weights configured)"
@@ -92,3 +95,53 @@ def merge_stop(*stops: Any) -> list[str]:
             if s and s not in merged:
                 merged.append(s)
     return merged
+
+
+_DONE = object()
+
+
+async def aiter_in_thread(make_iter: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """Consume a blocking iterator in ONE worker thread and yield its items asynchronously.
+
+    LangChain's default ``astream`` advances a sync generator with ``run_in_executor(next)``, so successive steps
+    may run on different threads. The model's generation lock is held across the generator's yields, and a lock
+    released from another thread than the one that took it breaks (then every later call waits forever). One
+    thread per stream keeps the generator, and its lock, on a single thread.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(item: Any, error: BaseException | None = None) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (item, error))
+        except RuntimeError:  # the event loop is gone: nobody is listening any more
+            stop.set()
+
+    def work() -> None:
+        try:
+            iterator = make_iter()
+            try:
+                for item in iterator:
+                    put(item)
+                    if stop.is_set():
+                        break
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()  # on this thread: the generator releases its lock where it took it
+            put(_DONE)
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised there
+            put(_DONE, e)
+
+    threading.Thread(target=work, name="lav2-astream", daemon=True).start()
+    try:
+        while True:
+            item, error = await queue.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()

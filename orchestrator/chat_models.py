@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import (
@@ -26,7 +27,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
-from ._common import image_for_model, load_client, merge_stop, sampling_kwargs, split_model_argument
+from ._common import aiter_in_thread, image_for_model, load_client, merge_stop, sampling_kwargs, split_model_argument
 from ._model_cache import DEFAULT_MODEL
 
 __all__ = ["ChatLlamaAdapterV2"]
@@ -266,6 +267,14 @@ class ChatLlamaAdapterV2(BaseChatModel):
                                    "finish_reason": finish, "visual_prefix": note}),
             generation_info={"finish_reason": finish})
 
+    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        async for chunk in aiter_in_thread(lambda: self._stream(messages, stop, None, **kwargs)):
+            if run_manager and chunk.text:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+
 
 # ------------------------------------------------------------------------------------------------ messages
 def _block_image(block: dict[str, Any]) -> Any:
@@ -312,22 +321,24 @@ def _render_tool_calls(message: AIMessage) -> str:
 def _convert_messages(messages: Sequence[BaseMessage]) -> tuple[list[dict[str, str]], Any]:
     """LangChain messages → ``prompts`` turns (system/user/assistant) and the last image of the conversation.
 
-    Tool results become user turns in ``<tool_response>`` blocks; consecutive user turns are merged (templates
-    such as Llama 2 need strict alternation).
+    Tool results become user turns in ``<tool_response>`` blocks. Consecutive turns of one role are merged and
+    every system message joins one leading system turn (templates such as Llama 2 need strict alternation and
+    accept a system prompt only first).
     """
     turns: list[dict[str, str]] = []
+    system: list[str] = []
     image = None
     call_names: dict[str, str] = {}
 
     def add(role: str, content: str) -> None:
-        if turns and turns[-1]["role"] == role == "user":
+        if turns and turns[-1]["role"] == role:
             turns[-1]["content"] += "\n\n" + content
         else:
             turns.append({"role": role, "content": content})
 
     for message in messages:
         if isinstance(message, SystemMessage):
-            add("system", message.text)
+            system.append(message.text)
         elif isinstance(message, HumanMessage):
             text, found = _human_text_and_image(message)
             image = found if found is not None else image
@@ -344,9 +355,14 @@ def _convert_messages(messages: Sequence[BaseMessage]) -> tuple[list[dict[str, s
             role = {"human": "user", "ai": "assistant"}.get(message.role, message.role)
             if role not in ("system", "user", "assistant"):
                 raise ValueError(f"chat message role {message.role!r} is not supported: use system, user or assistant")
-            add(role, message.text)
+            if role == "system":
+                system.append(message.text)
+            else:
+                add(role, message.text)
         else:
             raise ValueError(f"message type {type(message).__name__} is not supported by ChatLlamaAdapterV2")
+    if system:
+        turns.insert(0, {"role": "system", "content": "\n\n".join(system)})
     return turns, image
 
 
@@ -413,10 +429,11 @@ def parse_tool_calls(text: str, names: list[str] | None = None) -> tuple[str, li
         body = text[body_start: end if end != -1 else len(text)].strip()
         pos = end + len(TOOL_CALL_CLOSE) if end != -1 else len(text)
         try:
-            obj, _ = decoder.raw_decode(body)
-            calls.append(_call_from_json(obj, names))
+            calls.append(_call_from_json(_decode_lenient(decoder, body), names))
         except (ValueError, TypeError) as e:
-            invalid.append(invalid_tool_call(name=None, args=body, id=_new_call_id(), error=str(e)))
+            name = re.search(r'"name"\s*:\s*"([^"]+)"', body)
+            invalid.append(invalid_tool_call(name=name.group(1) if name else None, args=body, id=_new_call_id(),
+                                             error=str(e)))
     content_parts.append(text[pos:])
     content = "".join(content_parts).strip()
     if not calls and not invalid and names and content.startswith("{"):
@@ -427,6 +444,18 @@ def parse_tool_calls(text: str, names: list[str] | None = None) -> tuple[str, li
         except (ValueError, TypeError):
             pass
     return content, calls, invalid
+
+
+def _decode_lenient(decoder: json.JSONDecoder, body: str) -> Any:
+    """JSON from the start of ``body``; a reply cut right before its closing braces (a stop string, the token
+    limit) is completed with up to two ``}``."""
+    error: ValueError | None = None
+    for suffix in ("", "}", "}}"):
+        try:
+            return decoder.raw_decode(body + suffix)[0]
+        except ValueError as e:
+            error = error or e
+    raise error  # type: ignore[misc]
 
 
 def _call_from_json(obj: Any, names: list[str] | None) -> dict:

@@ -1,16 +1,16 @@
 """``LlamaAdapterV2LLM``: a LLaMA-Adapter V2 model as a LangChain ``LLM`` (text in, text out)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LLM
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from ._common import image_for_model, load_client, merge_stop, sampling_kwargs, split_model_argument
+from ._common import aiter_in_thread, image_for_model, load_client, merge_stop, sampling_kwargs, split_model_argument
 from ._model_cache import DEFAULT_MODEL
 
 __all__ = ["LlamaAdapterV2LLM"]
@@ -184,4 +184,13 @@ class LlamaAdapterV2LLM(LLM):
             chunk = GenerationChunk(text=piece)
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+
+    async def _astream(self, prompt: str, stop: list[str] | None = None,
+                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
+                       **kwargs: Any) -> AsyncIterator[GenerationChunk]:
+        # one thread for the whole stream: see _common.aiter_in_thread
+        async for chunk in aiter_in_thread(lambda: self._stream(prompt, stop, None, **kwargs)):
+            if run_manager:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
