@@ -389,8 +389,9 @@ class Batch:
 
     tokens: torch.Tensor  # (B, T)
     targets: torch.Tensor  # (B, T), IGNORE_INDEX where no loss
-    pixels: torch.Tensor | None  # (B, 3, H, W) CLIP inputs, or None for a text-only batch
+    pixels: torch.Tensor | None  # (len(image_rows), 3, H, W) CLIP inputs of the rows that have an image, or None
     sources: list[str] = field(default_factory=list)
+    image_rows: list[int] = field(default_factory=list)
 
     @property
     def n_targets(self) -> int:
@@ -399,12 +400,13 @@ class Batch:
     def to(self, device: torch.device) -> "Batch":
         pixels = None if self.pixels is None else self.pixels.to(device, non_blocking=True)
         return Batch(self.tokens.to(device, non_blocking=True), self.targets.to(device, non_blocking=True), pixels,
-                     self.sources)
+                     self.sources, self.image_rows)
 
 
 def collate(items: Sequence[dict[str, Any]], pad_id: int) -> Batch:
-    """Right-pad (causal attention: padding after a sequence never influences it). In a batch mixing image and
-    text-only rows, the text-only rows get all-zero pixels, as in the release's finetuning data."""
+    """Right-pad (causal attention: padding after a sequence never influences it). Pixels are stacked for the rows
+    that have an image (``image_rows``); text-only rows of a mixed batch get no visual tokens at all — the release
+    fed them a black image instead, which made a row's loss depend on its batch-mates."""
     T = max(len(it["ids"]) for it in items)
     tokens = torch.full((len(items), T), pad_id, dtype=torch.long)
     targets = torch.full((len(items), T), IGNORE_INDEX, dtype=torch.long)
@@ -413,12 +415,9 @@ def collate(items: Sequence[dict[str, Any]], pad_id: int) -> Batch:
         tokens[i, :n] = torch.tensor(it["ids"], dtype=torch.long)
         if n > 1:
             targets[i, :n - 1] = torch.tensor(it["labels"][1:], dtype=torch.long)
-    pix = [it.get("pixels") for it in items]
-    pixels = None
-    if any(p is not None for p in pix):
-        like = next(p for p in pix if p is not None)
-        pixels = torch.stack([p if p is not None else torch.zeros_like(like) for p in pix])
-    return Batch(tokens, targets, pixels, [it["source"] for it in items])
+    rows = [i for i, it in enumerate(items) if it.get("pixels") is not None]
+    pixels = torch.stack([items[i]["pixels"] for i in rows]) if rows else None
+    return Batch(tokens, targets, pixels, [it["source"] for it in items], rows)
 
 
 # ============================================================================================ sampling

@@ -54,6 +54,11 @@ class DistContext:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
         return t
 
+    def all_reduce_max(self, t: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return t
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
@@ -167,9 +172,40 @@ def shard_fsdp(llm: nn.Module, adapter_params: set[nn.Parameter], reshard_after_
 
 
 def load_full_state_fsdp(llm: nn.Module, full_state: dict[str, torch.Tensor] | None, device: torch.device) -> None:
-    """Materialise the sharded meta decoder on ``device`` and fill it from rank 0's full state dict."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    """Materialise the sharded meta decoder on ``device`` and fill it from rank 0's full state dict.
+
+    One tensor at a time: rank 0 broadcasts it, every rank keeps its own shard (sharded base weights) or the whole
+    tensor (replicated adapter parameters). Written out instead of ``set_model_state_dict(broadcast_from_rank0=True)``
+    because with torch 2.14, FSDP2 and ``ignored_params`` that call left the root group's last parameter
+    (``output.weight``) holding stale memory on the non-zero ranks (found by the 2-process equivalence test).
+    """
+    from torch.distributed.tensor import DTensor, distribute_tensor
 
     llm.to_empty(device=device)
-    set_model_state_dict(llm, full_state or {},
-                         options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, strict=True))
+    params = dict(llm.named_parameters())
+    rank0 = not dist.is_initialized() or dist.get_rank() == 0
+    meta = {k: (tuple(v.shape), v.dtype) for k, v in full_state.items()} if rank0 and full_state else None
+    box = [meta]
+    if dist.is_initialized():
+        dist.broadcast_object_list(box, src=0)
+    meta = box[0] or {}
+    missing = sorted(set(params) - set(meta))
+    unexpected = sorted(set(meta) - set(params))
+    if missing or unexpected:
+        raise DistributedError(f"rank 0's decoder state does not match the sharded model: missing {missing[:4]}, "
+                               f"unexpected {unexpected[:4]}")
+    with torch.no_grad():
+        for name, (shape, dtype) in meta.items():
+            p = params[name]
+            if rank0:
+                full = full_state[name].to(device=device, dtype=dtype).contiguous()  # type: ignore[index]
+            else:
+                full = torch.empty(shape, device=device, dtype=dtype)
+            if isinstance(p, DTensor):
+                shard = distribute_tensor(full, p.device_mesh, p.placements, src_data_rank=0)
+                p.to_local().copy_(shard.to_local())
+            else:
+                if dist.is_initialized():
+                    dist.broadcast(full, src=0)
+                p.copy_(full)
+            del full

@@ -151,10 +151,12 @@ class Trainer:
         cfg, ctx = self.cfg, self.ctx
         if ctx.strategy != "fsdp":
             return build(cfg, ctx.device)
-        full_state = None
+        full_state = prefix_state = None
         if ctx.is_main:  # only rank 0 ever holds the whole base (in CPU memory)
             full = build(cfg, torch.device("cpu"))
             full_state = full.module.llm.state_dict()
+            if full.model.visual_prefix is not None:
+                prefix_state = full.model.visual_prefix.state_dict()  # incl. tensors from init_from / adapter dir
             del full
         built = build(cfg, ctx.device, llm_on_meta=True)
         llm = built.module.llm
@@ -162,6 +164,11 @@ class Trainer:
         adapters = {p for n, p in llm.named_parameters() if n in kinds}
         shard_fsdp(llm, adapters, cfg.distributed.reshard_after_forward)
         load_full_state_fsdp(llm, full_state, ctx.device)
+        prefix = built.model.visual_prefix
+        if prefix is not None:  # replicated: rank 0's copy, frozen or not, on every rank
+            if ctx.is_main:
+                prefix.load_state_dict(prefix_state)
+            ctx.broadcast_tensors([*prefix.parameters(), *prefix.buffers()])
         return built
 
     def _make_stream(self, name: str, named: dict[str, torch.nn.Parameter]) -> _Stream:
@@ -226,12 +233,47 @@ class Trainer:
         with torch.no_grad(), self._autocast():
             return self.model.vision.encoder(pixels)
 
-    def _loss_sum(self, batch: Batch) -> torch.Tensor:
+    def _plan(self, batches: list[Batch]) -> list[tuple[bool, bool]]:
+        """Per micro-batch: (run an image forward, run a text forward).
+
+        Image rows and text-only rows of a mixed batch (LLaVA + Alpaca) run as two forwards, so a text row never
+        sees visual tokens whatever its batch-mates carry. Under FSDP every forward is a collective (all-gathers),
+        so the plan is agreed across ranks: a rank without rows of a kind runs a zero-weighted one-row forward.
+        """
+        flags = torch.tensor([[float(bool(b.image_rows)), float(len(b.image_rows) < b.tokens.shape[0])]
+                              for b in batches], device=self.device)
+        if self.ctx.strategy == "fsdp":
+            self.ctx.all_reduce_max(flags)
+        return [(bool(a), bool(b)) for a, b in flags.tolist()]
+
+    def _loss_sum(self, batch: Batch, plan: tuple[bool, bool]) -> torch.Tensor:
+        """Summed token loss of a micro-batch (see :meth:`_plan`)."""
         batch = batch.to(self.device)
-        clip = self._clip_tokens(batch.pixels)
+        n = batch.tokens.shape[0]
+        img_rows = batch.image_rows
+        txt_rows = [i for i in range(n) if i not in set(img_rows)]
+        total = torch.zeros((), device=self.device)
+        if plan[0]:
+            if img_rows:
+                idx = torch.tensor(img_rows, device=self.device)
+                total = total + self._token_loss(batch.tokens[idx], batch.targets[idx],
+                                                 self._clip_tokens(batch.pixels))
+            else:
+                size = self.model.vision.encoder.image_size
+                blank = self._clip_tokens(torch.zeros(1, 3, *size, device=self.device))
+                total = total + 0.0 * self._token_loss(batch.tokens[:1], batch.targets[:1], blank)
+        if plan[1]:
+            if txt_rows:
+                idx = torch.tensor(txt_rows, device=self.device)
+                total = total + self._token_loss(batch.tokens[idx], batch.targets[idx], None)
+            else:
+                total = total + 0.0 * self._token_loss(batch.tokens[:1], batch.targets[:1], None)
+        return total
+
+    def _token_loss(self, tokens: torch.Tensor, targets: torch.Tensor, clip: torch.Tensor | None) -> torch.Tensor:
         with self._autocast():
-            logits = self.module(batch.tokens, clip)
-        return F.cross_entropy(logits.float().flatten(0, 1), batch.targets.flatten(), ignore_index=IGNORE_INDEX,
+            logits = self.module(tokens, clip)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
                                reduction="sum")
 
     def _set_active(self, st: _Stream) -> None:
@@ -257,8 +299,8 @@ class Trainer:
             self.step += 1
             return {"step": step_no, "stream": kind, "loss": float("nan"), "skipped": True}
         loss_acc = torch.zeros((), dtype=torch.float64, device=self.device)
-        for batch in micro:
-            loss = self._loss_sum(batch) / n_tokens
+        for batch, plan in zip(micro, self._plan(micro)):
+            loss = self._loss_sum(batch, plan) / n_tokens
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             loss_acc += loss.detach().double()
         params = [p for _, p in st.params]
@@ -308,9 +350,10 @@ class Trainer:
             sampler = StreamSampler(len(st.val), cfg.train.micro_batch, ctx.world_size, ctx.rank, shuffle=False,
                                     name=f"{name} validation")
             sums = torch.zeros(2, dtype=torch.float64, device=self.device)
-            for b in range(min(cfg.train.eval_batches, sampler.per_epoch)):
-                batch = collate([st.val[i] for i in sampler.batch_indices(b)], self.model.tokenizer.pad_id)
-                sums[0] += self._loss_sum(batch).double()
+            batches = [collate([st.val[i] for i in sampler.batch_indices(b)], self.model.tokenizer.pad_id)
+                       for b in range(min(cfg.train.eval_batches, sampler.per_epoch))]
+            for batch, plan in zip(batches, self._plan(batches)):
+                sums[0] += self._loss_sum(batch, plan).double()
                 sums[1] += batch.n_targets
             ctx.all_reduce_sum(sums)
             out[f"val/{name}_loss"] = (sums[0] / sums[1].clamp_min(1)).item()
