@@ -9,6 +9,15 @@ from .errors import ConfigError
 
 LINEAR_NAMES = ("wq", "wk", "wv", "wo", "w1", "w2", "w3")
 
+def dataclass_from_dict(cls: Any, d: dict[str, Any]) -> Any:
+    """Build a config dataclass from a dict, refusing unknown keys with the list of valid ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} fields {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**d)
+
+
 LinearMode = Literal["none", "bias", "bias_scale", "input_scale"]
 FusionMode = Literal["none", "early", "late-additive"]
 
@@ -53,11 +62,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown ModelConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
 
 def _meta_ffn(dim: int, multiple_of: int, multiplier: float | None = None) -> int:
@@ -154,11 +159,7 @@ class AdapterConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "AdapterConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown AdapterConfig fields {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d)
 
     @property
     def enabled(self) -> bool:
