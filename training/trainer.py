@@ -99,7 +99,6 @@ class Trainer:
         self.out_dir = Path(cfg.train.out_dir)
         if ctx.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "config.yaml").write_text(dump_yaml(cfg))
         self._prepare_synthetic()
         self.built = self._build_model()
         self.model, self.module = self.built.model, self.built.module
@@ -127,6 +126,7 @@ class Trainer:
                                   f"{self.out_dir / 'checkpoints'}")
         self._metrics_path = self.out_dir / "metrics.jsonl"
         if ctx.is_main:
+            (self.out_dir / "config.yaml").write_text(dump_yaml(cfg))  # after the checks: never clobber a run's
             self._trim_metrics()
             if cfg.train.tensorboard:
                 self._tb = _summary_writer(self.out_dir / "tb")
