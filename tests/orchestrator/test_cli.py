@@ -1,0 +1,90 @@
+"""lav2 ask / chat / eval wiring (tiny random model, so answers are noise; the shapes are what is tested)."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[2]
+RECEIPT = str(REPO / "examples" / "receipt.png")
+FAST = ["--model", "random:tiny", "--max-new-tokens", "4"]
+
+
+def test_subcommands_are_registered():
+    parser = build_parser()
+    choices = parser._subparsers._group_actions[0].choices
+    assert {"ask", "chat", "batch", "eval", "params", "convert"} <= set(choices)
+
+
+def test_ask_json_has_the_documented_shape(capsys):
+    assert main(["ask", RECEIPT, "What is the total?", "--json", "--experts", "none", *FAST]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert isinstance(out["answer"], str)
+    assert out["experts"] == {} and out["router"]["policy"] == "none"
+    assert out["model"]["base"] == "random:tiny"
+    assert {"route", "experts", "generate", "total"} <= set(out["timings"])
+    assert out["visual_prefix"] == "off (no vision weights configured)"
+
+
+@pytest.mark.skipif(shutil.which("tesseract") is None, reason="needs the tesseract binary")
+def test_ask_with_ocr_shows_the_experts_text(capsys):
+    assert main(["ask", RECEIPT, "What is the total?", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "experts (auto): ocr" in out and "TOTAL 18.55" in out and "answer:" in out
+    assert main(["ask", RECEIPT, "What is the total?", "--json", "--experts", "ocr,caption", *FAST]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "TOTAL 18.55" in result["experts"]["ocr"]
+    assert result["experts"]["caption"].startswith("error: unavailable")
+    assert result["errors"]["caption"].startswith("unavailable")
+
+
+def test_ask_stream_json_lines(capsys):
+    assert main(["ask", RECEIPT, "hi", "--json", "--stream", "--experts", "none", *FAST]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert "experts" in lines[0] and "timings" in lines[-1]
+
+
+def test_unknown_expert_is_one_clear_line(capsys):
+    assert main(["ask", RECEIPT, "hi", "--experts", "telepathy", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lav2 ask: error: unknown expert(s) ['telepathy']") and err.count("\n") == 1
+
+
+def test_chat_session_switches_images(monkeypatch, capsys):
+    from orchestrator import commands
+
+    script = io.StringIO(f"hello\n/image {RECEIPT}\nwhat is the total?\n/image /no/such.png\nstill there?\n"
+                         "/image none\n/experts none\nbye\n/quit\n")
+    monkeypatch.setattr("sys.stdin", script)
+    assert main(["chat", "--experts", "none", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert out.count("lav2> ") == 4
+    assert f"image: {RECEIPT} (conversation reset)" in out
+    assert "error:" in out  # the missing image is reported, the session goes on
+    assert "image: none" in out and "experts: none" in out
+    assert commands  # the module that implements it
+
+
+def test_eval_prints_both_accuracies(tmp_path, capsys):
+    from PIL import Image
+
+    Image.new("RGB", (64, 32), "white").save(tmp_path / "blank.png")
+    (tmp_path / "q.jsonl").write_text(json.dumps({"id": "a", "image": "blank.png", "question": "What is it?",
+                                                  "answers": ["nothing"], "kind": "demo"}) + "\n")
+    assert main(["eval", "--set", str(tmp_path / "q.jsonl"), "--experts", "none", *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy with experts:" in out and "accuracy without experts:" in out
+
+
+def test_eval_scoring_is_whole_word():
+    from orchestrator.evaluation import is_correct
+
+    assert is_correct("The total on this receipt is 18.55.", ["18.55"])
+    assert not is_correct("It is 118.55", ["18.55"]) and not is_correct("18.556", ["18.55"])
+    assert is_correct("There are 4 people.", ["4", "four"]) and not is_correct("14 people", ["4"])
+    assert is_correct('The sign says "EMERGENCY EXIT"', ["exit"]) and not is_correct("exiting", ["exit"])
