@@ -174,10 +174,11 @@ def shard_fsdp(llm: nn.Module, adapter_params: set[nn.Parameter], reshard_after_
 def load_full_state_fsdp(llm: nn.Module, full_state: dict[str, torch.Tensor] | None, device: torch.device) -> None:
     """Materialise the sharded meta decoder on ``device`` and fill it from rank 0's full state dict.
 
-    One tensor at a time: rank 0 broadcasts it, every rank keeps its own shard (sharded base weights) or the whole
-    tensor (replicated adapter parameters). Written out instead of ``set_model_state_dict(broadcast_from_rank0=True)``
-    because with torch 2.14, FSDP2 and ``ignored_params`` that call left the root group's last parameter
-    (``output.weight``) holding stale memory on the non-zero ranks (found by the 2-process equivalence test).
+    One tensor at a time: rank 0 broadcasts it (made contiguous first), every rank keeps its own shard (sharded base
+    weights) or the whole tensor (replicated adapter parameters). Written out instead of
+    ``set_model_state_dict(broadcast_from_rank0=True)``: core_model stores the CPU LM head column-major (a transposed
+    view), and that call broadcast the non-contiguous ``output.weight`` in storage order, so the other ranks got it
+    scrambled (found by the 2-process equivalence test).
     """
     from torch.distributed.tensor import DTensor, distribute_tensor
 
