@@ -323,7 +323,9 @@ def random_model(preset: str | ModelConfig = "tiny", adapter: str | AdapterConfi
     if tok.vocab_size > cfg.vocab_size:
         raise ConfigError(f"tokenizer has {tok.vocab_size} tokens but the model only {cfg.vocab_size}")
     gen = torch.Generator().manual_seed(seed)
-    llm = Transformer(cfg, acfg)
+    with torch.random.fork_rng(devices=[]):  # adapter inits (prompts, LoRA) draw from the global RNG: seed it too
+        torch.manual_seed(seed)
+        llm = Transformer(cfg, acfg)
     with torch.no_grad():
         for name, p in llm.named_parameters():
             if name.endswith("norm.weight") or name in adapter_kinds(llm):

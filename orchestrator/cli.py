@@ -167,7 +167,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose, 2)
+    # long-running commands report progress through logging; the others stay quiet unless asked
+    base_level = logging.INFO if args.command in ("train", "index") else logging.WARNING
+    level = max(logging.DEBUG, base_level - 10 * min(args.verbose, 2))
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
