@@ -152,7 +152,8 @@ def render_form(fields: list[tuple[str, str]], path: Path) -> None:
 def build_eval_set() -> list[dict]:
     images = EVAL_DIR / "images"
     images.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
+    rows: list[dict] = [{"id": "demo-total", "image": "../receipt.png", "kind": "receipt",
+                         "question": "What is the total on this receipt?", "answers": [DEMO_RECEIPT["total"]]}]
     for i, receipt in enumerate(EVAL_RECEIPTS, 1):
         name = f"receipt_{i}.png"
         render_receipt(receipt, images / name)
@@ -160,6 +161,9 @@ def build_eval_set() -> list[dict]:
                      "question": "What is the total on this receipt?", "answers": [receipt["total"]]})
         rows.append({"id": f"receipt-{i}-shop", "image": f"images/{name}", "kind": "receipt",
                      "question": "What is the name of the shop?", "answers": [receipt["shop"].split()[0].lower()]})
+        item, price = receipt["items"][1]
+        rows.append({"id": f"receipt-{i}-item", "image": f"images/{name}", "kind": "receipt",
+                     "question": f"How much did the {item.lower()} cost?", "answers": [price]})
     for name, lines, question, answers in SIGNS:
         render_sign(lines, images / name)
         rows.append({"id": name.removesuffix(".png").replace("_", "-"), "image": f"images/{name}", "kind": "sign",
