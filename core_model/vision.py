@@ -429,7 +429,7 @@ def _host_reachable(host: str, timeout: float) -> tuple[bool, str]:
         try:
             socket.create_connection((host, 443), timeout=timeout).close()
             result["ok"] = True
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 - a daemon thread must not die loudly; any failure = unreachable
             result["error"] = str(e) or type(e).__name__
 
     thread = threading.Thread(target=probe, name=f"lav2-probe-{host}", daemon=True)

@@ -143,8 +143,9 @@ def test_transformers_backend_loads_a_saved_model_and_generates(tmp_path: Path, 
     words = result.text.split()
     assert 1 <= len(words) <= 6  # random weights: the words mean nothing, but they come from the vocabulary
     assert result.data["backend"] == "transformers"
+    loaded = tool._hf
     again = tool.run_expert(image=red)
-    assert again.text == result.text  # greedy decoding, model loaded once and reused
-    assert again.seconds < result.seconds
+    assert again.text == result.text  # greedy decoding
+    assert tool._hf is loaded  # the model is loaded once and reused (not a timing comparison: flaky under load)
     prefixed = CaptionTool(hf_model=str(path), hf_prompt="a photo of", max_new_tokens=4).run_expert(image=red)
     assert prefixed.error is None and prefixed.text.startswith("a photo of")
