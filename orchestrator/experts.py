@@ -128,12 +128,19 @@ def resolve_experts(experts: Iterable[Any] | str | None) -> list[ExpertTool]:
     return tools
 
 
-def contribution(result: ExpertResult) -> str:
-    """The text one expert contributes to the prompt (detection: counts only; others: their text)."""
+def contribution(result: ExpertResult, tool: Any = None) -> str:
+    """The text one expert contributes to the prompt: detection gives counts only; OCR that found no text gives
+    nothing (a small model reads "No text found" as "there is nothing here" and answers "no people"); others
+    their text."""
     data = result.data
     if result.name == "detection" and isinstance(data, dict) and isinstance(data.get("counts"), dict):
         counts = data["counts"]
-        return ", ".join(f"{n} {label}" for label, n in counts.items()) if counts else "no objects detected"
+        if counts:
+            return ", ".join(f"{n} {label}" for label, n in counts.items())
+        # a person-only detector that saw nobody says nothing about other objects
+        return "no people detected" if isinstance(tool, PersonDetectionTool) else "no objects detected"
+    if result.name == "ocr" and isinstance(data, dict) and not data.get("words", True):
+        return ""
     return result.text
 
 

@@ -257,7 +257,7 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
                     return {**cached, "seconds": 0.0, "cached": True}
         try:
             result = tool.run_expert(image=image, query=question)
-            outcome = {"text": contribution(result) if result.error is None else "", "error": result.error,
+            outcome = {"text": contribution(result, tool) if result.error is None else "", "error": result.error,
                        "seconds": round(result.seconds or time.perf_counter() - start, 4)}
         except Exception as exc:  # noqa: BLE001 - an expert outside tools' contract must not sink the answer
             log.warning("expert %r raised", tool.name, exc_info=True)

@@ -171,3 +171,18 @@ def test_default_expert_set_uses_local_detection_weights():
     if fall_detection_weights() is not None:
         detection = next(e for e in default_pipeline_experts() if e.name == "detection")
         assert detection.weights.endswith("best.pt")
+
+
+def test_contributions_are_what_a_small_model_can_use():
+    from tools import ExpertResult
+
+    from orchestrator.experts import PersonDetectionTool, contribution
+
+    detection = ExpertResult("detection", "Objects: 4 person. Boxes ...", {"counts": {"person": 4, "bus": 1}})
+    assert contribution(detection) == "4 person, 1 bus"  # counts only, no box coordinates
+    nobody = ExpertResult("detection", "Objects: none detected.", {"counts": {}})
+    assert contribution(nobody) == "no objects detected"
+    assert contribution(nobody, PersonDetectionTool(weights="best.pt")) == "no people detected"
+    no_text = ExpertResult("ocr", "No text found in the image.", {"words": [], "text": ""})
+    assert contribution(no_text) == ""  # "No text found" made SmolLM2 answer "there are no people"
+    assert contribution(ExpertResult("mine", "custom text")) == "custom text"
