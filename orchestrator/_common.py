@@ -145,3 +145,24 @@ async def aiter_in_thread(make_iter: Callable[[], Iterator[T]]) -> AsyncIterator
             yield item
     finally:
         stop.set()
+
+
+class Captured:
+    """Iterate a generator and keep its return value (``.value``), e.g. a final ``Completion`` with exact token
+    counts if the model's ``stream`` returns one; ``None`` otherwise."""
+
+    def __init__(self, generator: Iterator[T]):
+        self.generator = generator
+        self.value: Any = None
+
+    def __iter__(self) -> Iterator[T]:
+        self.value = yield from self.generator
+
+
+def streamed_usage(model: Any, prompt: str, text: str, returned: Any) -> tuple[int, int]:
+    """``(prompt tokens, completion tokens)`` of a streamed generation: exact when ``stream`` returned a
+    ``Completion``, else counted by re-encoding (can differ by a token at odd byte boundaries)."""
+    if returned is not None and hasattr(returned, "completion_tokens"):
+        return int(returned.prompt_tokens), int(returned.completion_tokens)
+    n_in = len(model.tokenizer.encode(prompt))
+    return n_in, len(model.tokenizer.encode(text, bos=False)) if text else 0

@@ -27,7 +27,16 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import ConfigDict, Field, model_validator
 
-from ._common import aiter_in_thread, image_for_model, load_client, merge_stop, sampling_kwargs, split_model_argument
+from ._common import (
+    Captured,
+    aiter_in_thread,
+    image_for_model,
+    load_client,
+    merge_stop,
+    sampling_kwargs,
+    split_model_argument,
+    streamed_usage,
+)
 from ._model_cache import DEFAULT_MODEL
 
 __all__ = ["ChatLlamaAdapterV2"]
@@ -250,15 +259,16 @@ class ChatLlamaAdapterV2(BaseChatModel):
         params = sampling_kwargs(self, kwargs)
         model = self.llama_model
         text = ""
-        for piece in model.stream(prompt, image=image, stop=stops, **params):
+        pieces = Captured(model.stream(prompt, image=image, stop=stops, **params))
+        for piece in pieces:
             text += piece
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
-        n_in = len(model.tokenizer.encode(prompt))
-        n_out = len(model.tokenizer.encode(text, bos=False)) if text else 0
-        finish = "length" if n_out >= params["max_new_tokens"] else "stop"
+        n_in, n_out = streamed_usage(model, prompt, text, pieces.value)
+        finish = getattr(pieces.value, "finish_reason", None) or (
+            "length" if n_out >= params["max_new_tokens"] else "stop")
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="", chunk_position="last",

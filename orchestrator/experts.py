@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.tools import BaseTool
+
 from tools.detection import DetectionTool
 
 if TYPE_CHECKING:
@@ -147,5 +148,3 @@ def contribution(result: ExpertResult, tool: Any = None) -> str:
 def label_for(name: str, labels: dict[str, str] | None = None) -> str:
     return (labels or EXPERT_LABELS).get(name, name)
 
-
-ContextFormatter = Callable[[dict[str, str]], str]

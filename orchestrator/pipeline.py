@@ -15,17 +15,26 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.utils import AddableDict
 
-from ._common import VISUAL_PREFIX_OFF, VISUAL_PREFIX_ON, VISUAL_PREFIX_NONE, image_for_model, is_model_object
+from ._common import (
+    VISUAL_PREFIX_NONE,
+    VISUAL_PREFIX_OFF,
+    VISUAL_PREFIX_ON,
+    Captured,
+    aiter_in_thread,
+    image_for_model,
+    is_model_object,
+    streamed_usage,
+)
 from ._model_cache import DEFAULT_MODEL, get_model, model_name
 from .experts import EXPERT_LABELS, contribution, resolve_experts
-from .router import ExpertRouter, RouteDecision
+from .router import ExpertRouter
 
 __all__ = ["DEFAULT_ANSWER_HINT", "VQAResult", "VisualQAPipeline"]
 
@@ -154,13 +163,11 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         yield from self._transform_stream_with_config(iter([input]), self._stream_chunks, config, run_type="chain",
                                                       **kwargs)
 
-    def transform(self, input: Iterator[Any], config: RunnableConfig | None = None,
-                  **kwargs: Any) -> Iterator[VQAResult]:
-        final = None
-        for chunk in input:
-            final = chunk if final is None else final + chunk
-        if final is not None:
-            yield from self.stream(final, config, **kwargs)
+    async def astream(self, input: Any, config: RunnableConfig | None = None,
+                      **kwargs: Any) -> AsyncIterator[VQAResult]:
+        """``stream`` without blocking the event loop (the whole stream runs on one worker thread)."""
+        async for chunk in aiter_in_thread(lambda: self.stream(input, config, **kwargs)):
+            yield chunk
 
     def _invoke(self, input: Any, run_manager: CallbackManagerForChainRun | None = None) -> VQAResult:
         result = VQAResult()
@@ -202,14 +209,15 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         gen = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "stop": stop}
         if stream:
             answer, first = "", True
-            for piece in model.stream(prompt, image=image, **gen):
+            pieces = Captured(model.stream(prompt, image=image, **gen))
+            for piece in pieces:
                 if first:
                     piece, first = piece.lstrip(), not piece.strip()
                 if piece:
                     answer += piece
                     yield VQAResult(answer=piece)
-            usage = {"prompt_tokens": len(model.tokenizer.encode(prompt)),
-                     "completion_tokens": len(model.tokenizer.encode(answer, bos=False)) if answer else 0}
+            n_in, n_out = streamed_usage(model, prompt, answer, pieces.value)
+            usage = {"prompt_tokens": n_in, "completion_tokens": n_out}
         else:
             completion = model.generate(prompt, images=image, **gen)
             yield VQAResult(answer=completion.text.strip())

@@ -31,7 +31,8 @@ POLICIES = ("auto", "all", "none", "model")
 AUTO_RULES: list[tuple[str, str, str]] = [
     ("ocr", r"\b(text|read|reads|say|says|said|written|write|writing|word|words|letter|letters|spell|sign|label|"
             r"title|name|named|number|price|prices|cost|costs|total|amount|pay|paid|receipt|bill|invoice|menu|"
-            r"brand|logo|address|phone|email|date|time|form|document|page|how much|code|id)\b|\$|€|£", "the answer may be printed in the image"),
+            r"brand|logo|address|phone|email|date|time|form|document|page|how much|code|id)\b|\$|€|£",
+     "the answer may be printed in the image"),
     ("detection", r"\b(how many|count|counting|number of|where|is there|are there|any|locate|located|position|"
                   r"left|right|people|persons?|person|objects?|cars?|dogs?|cats?|animals?|find)\b",
      "the question counts or locates things"),

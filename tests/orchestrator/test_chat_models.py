@@ -51,7 +51,8 @@ def test_invoke_returns_ai_message_with_usage_and_metadata(tiny_model):
     msg = chat.invoke("hello")
     assert isinstance(msg, AIMessage) and isinstance(msg.content, str)
     assert msg.usage_metadata["output_tokens"] <= 6
-    assert msg.usage_metadata["total_tokens"] == msg.usage_metadata["input_tokens"] + msg.usage_metadata["output_tokens"]
+    usage = msg.usage_metadata
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
     assert msg.response_metadata["finish_reason"] in ("stop", "length")
     assert msg.response_metadata["model_name"] == "random:tiny"
     assert msg.response_metadata["visual_prefix"] == "not used (no image)"
@@ -298,4 +299,5 @@ def test_agent_loop_runs_with_a_model_that_follows_the_format(tiny_model):
     assert result["messages"][-1].content == "The sum is 5."
     tool_msgs = [m for m in result["messages"] if isinstance(m, ToolMessage)]
     assert tool_msgs and tool_msgs[0].content == "5"
-    assert "<tool_response>" in scripted.prompts[1] and json.dumps({"name": "add", "content": "5"}) in scripted.prompts[1]
+    assert "<tool_response>" in scripted.prompts[1]
+    assert json.dumps({"name": "add", "content": "5"}) in scripted.prompts[1]

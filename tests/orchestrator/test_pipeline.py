@@ -116,6 +116,12 @@ def test_runnable_batch_ainvoke_and_composition(tiny_model):
     results = p.batch(inputs, config={"max_concurrency": 2})
     assert [r.question for r in results] == ["q0", "q1", "q2"]
     assert asyncio.run(p.ainvoke(inputs[0])).answer == results[0].answer
+
+    async def collect():
+        return [c async for c in p.astream(inputs[0])]
+
+    chunks = asyncio.run(collect())
+    assert "experts" in chunks[0] and "timings" in chunks[-1] and len(chunks) > 2
     chain = RunnableLambda(lambda q: {"image": make_image(0), "question": q}) | p | itemgetter("answer")
     assert chain.invoke("q0") == results[0].answer
     assert isinstance(p.invoke((make_image(0), "q0")), VQAResult)  # tuple input
