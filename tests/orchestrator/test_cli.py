@@ -85,3 +85,25 @@ def test_eval_scoring_is_whole_word():
     assert not is_correct("It is 118.55", ["18.55"]) and not is_correct("18.556", ["18.55"])
     assert is_correct("There are 4 people.", ["4", "four"]) and not is_correct("14 people", ["4"])
     assert is_correct('The sign says "EMERGENCY EXIT"', ["exit"]) and not is_correct("exiting", ["exit"])
+
+
+def test_chat_history_turns(monkeypatch, capsys):
+    from orchestrator.pipeline import VisualQAPipeline, VQAResult
+
+    seen = []
+
+    def fake_stream(self, request, config=None, **kwargs):
+        seen.append(request)
+        yield VQAResult(answer=f"answer {len(seen)}")
+
+    monkeypatch.setattr(VisualQAPipeline, "stream", fake_stream)
+    monkeypatch.setattr("sys.stdin", io.StringIO("one\ntwo\nthree\n/reset\nfour\n"))
+    assert main(["chat", "--history-turns", "1", *FAST]) == 0
+    assert seen[0]["history"] is None
+    assert seen[2]["history"] == [{"role": "user", "content": "two"}, {"role": "assistant", "content": "answer 2"}]
+    assert seen[3]["history"] is None  # after /reset
+    seen.clear()
+    monkeypatch.setattr("sys.stdin", io.StringIO("one\ntwo\n"))
+    assert main(["chat", *FAST]) == 0  # a tiny model: each question on its own by default
+    assert seen[1]["history"] is None
+    assert "answered on its own" in capsys.readouterr().out
