@@ -111,7 +111,8 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
                 and hasattr(model, "llama_model"):
             model = model.llama_model  # a ChatLlamaAdapterV2 / LlamaAdapterV2LLM: share its model
         self._model = model if is_model_object(model) else None
-        self._load_args = {"base": model or DEFAULT_MODEL, "adapter": adapter, "vision": vision, "device": device,
+        base = model_name(model) if self._model is not None else (model or DEFAULT_MODEL)
+        self._load_args = {"base": base, "adapter": adapter, "vision": vision, "device": device,
                            "dtype": dtype, **(model_kwargs or {})}
         self.experts = resolve_experts(experts)
         self.router = router if isinstance(router, ExpertRouter) else ExpertRouter(router)
