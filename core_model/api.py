@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Generator, Sequence
 
 import torch
 from torch import nn
@@ -142,7 +142,9 @@ class AdapterV2Model:
         self.vision = vision  # a core_model.vision.VisionTower (CLIP + feature cache) or None
         self.visual_prefix = visual_prefix
         self.info = info or {}
-        self._lock = threading.RLock()
+        # a plain Lock: stream() holds it across yields and LangChain may resume a generator on another thread;
+        # nothing re-enters it
+        self._lock = threading.Lock()
 
     # -- properties ---------------------------------------------------------------------------------------
     @property
@@ -237,26 +239,36 @@ class AdapterV2Model:
 
     def stream(self, prompt: str, image: Any | None = None, *, max_new_tokens: int = 256,
                temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (),
-               seed: int | None = None) -> Iterator[str]:
-        """Yield the completion of one prompt as text pieces, as they are generated."""
+               seed: int | None = None) -> Generator[str, None, Completion]:
+        """Yield the completion of one prompt as text pieces, as they are generated.
+
+        The generator's return value (``StopIteration.value``, or ``yield from``) is the final
+        :class:`Completion` with exact token counts and ``finish_reason``.
+        """
         params = SamplingParams(max_new_tokens, temperature, top_p, top_k, seed)
         with self._lock:
             ids = self._prompt_ids([prompt])
             visual = self._visual(None if image is None else [image], 1)
             streamer = TextStreamer(self.tokenizer, stop)
+            finish, count = "length", 0
             for step in generate_tokens(self.llm, ids, params, pad_id=self.tokenizer.pad_id,
                                         eos_ids=self.tokenizer.eos_ids, visual=visual):
                 tok = int(step[0])
+                count += 1
                 if tok in self.tokenizer.eos_ids:
+                    finish = "stop"
                     break
                 piece = streamer.push(tok)
                 if piece:
                     yield piece
                 if streamer.stopped:
+                    finish = "stop"
                     break
             tail = streamer.flush()
             if tail:
                 yield tail
+        text = streamer.text if streamer.stopped else streamer.text.rstrip("\ufffd")
+        return Completion(text, len(ids[0]), count, finish, list(streamer.ids))
 
     @torch.inference_mode()
     def next_token_logprobs(self, prompts: Sequence[str], images: Sequence[Any] | None = None) -> torch.Tensor:

@@ -173,9 +173,7 @@ class TextStreamer:
         self.text = text
         if self.stopped:
             return self._emit(len(text))
-        end = len(text)
-        if text.endswith("\ufffd"):
-            end -= 1
+        end = len(text.rstrip("\ufffd"))  # an incomplete UTF-8 tail may be several replacement characters
         return self._emit(end - self._hold(text[:end]))
 
     def flush(self) -> str:

@@ -180,11 +180,15 @@ class LlamaAdapterV2LLM(LLM):
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[GenerationChunk]:
         image = self._image(kwargs)
         text, stops = self._render(prompt, stop)
+        produced = False
         for piece in self.llama_model.stream(text, image=image, stop=stops, **sampling_kwargs(self, kwargs)):
+            produced = True
             chunk = GenerationChunk(text=piece)
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+        if not produced:  # an empty completion (immediate EOS or stop) is still one chunk for LangChain
+            yield GenerationChunk(text="")
 
     async def _astream(self, prompt: str, stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,

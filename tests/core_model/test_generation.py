@@ -109,3 +109,16 @@ def test_image_without_vision_says_how_to_fix(tiny):
 
     with pytest.raises(VisionUnavailableError, match="no vision weights"):
         tiny.generate("describe", images=[b"not even read"])
+
+
+def test_stream_returns_the_final_completion(tiny):
+    gen = tiny.stream("count me", max_new_tokens=7)
+    pieces = []
+    while True:
+        try:
+            pieces.append(next(gen))
+        except StopIteration as stop:
+            done = stop.value
+            break
+    assert done.completion_tokens == 7 and done.finish_reason == "length"
+    assert done.text == "".join(pieces) == tiny.generate("count me", max_new_tokens=7).text
