@@ -76,6 +76,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="weights and compute dtype of BOTH implementations (default float32)")
     ap.add_argument("--skip-load", action="store_true", help="skip the cold/warm load-time measurement")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -85,10 +87,11 @@ def main() -> None:
     from core_model import load_model
     from core_model.loading import default_gguf_path
 
-    model = load_model("smollm2-135m", device="cpu", dtype="float32")
+    dtype = getattr(torch, args.dtype)
+    model = load_model("smollm2-135m", device="cpu", dtype=dtype)
     path = default_gguf_path()
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                           dtype=torch.float32).eval()
+                                                           dtype=dtype).eval()
     ours, n_prompt = ours_runner(model)
     theirs = hf_runner(hf, model.tokenizer.encode(PROMPT))
     for fn in (ours, theirs):  # warm-up (allocator, kernels)
@@ -103,7 +106,7 @@ def main() -> None:
             rows[name]["dec"].append((N - 1) / (tn - t1))
     med = {k: {m: statistics.median(v) for m, v in r.items()} for k, r in rows.items()}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, threads {args.threads}, fp32, batch 1, greedy")
+          f"transformers {transformers.__version__}, threads {args.threads}, {args.dtype}, batch 1, greedy")
     print(f"prompt {n_prompt} tokens, {N} new tokens, median of {args.reps} reps")
     print(f"{'':14}{'prefill tok/s':>15}{'decode tok/s':>15}")
     for k, r in med.items():
