@@ -20,7 +20,7 @@ def test_demo_answers_the_receipt_total_correctly(capsys):
 
 def test_model_router_runs_on_smollm2(smollm2):
     """Mechanics only: one batched pass scores every expert. SmolLM2-135M's yes/no judgements are close to chance
-    (see orchestrator/README.md), so which experts it picks is not asserted; `auto` is the default for it."""
+    (see the Orchestrator section of README.md), so which experts it picks is not asserted; `auto` is the default for it."""
     from orchestrator import ExpertRouter
     from orchestrator.experts import default_pipeline_experts
 

@@ -302,15 +302,17 @@ def test_lav2_tools_lists_builtin_custom_and_plugin_experts(plugin_site: Path, g
 
 
 def readme_custom_experts_example() -> str:
-    """The code block under "## Custom experts" in tools/README.md — the documented one-screen way."""
-    readme = (REPO / "tools" / "README.md").read_text()
-    section = readme.split("## Custom experts", 1)[1]
+    """The first code block under the experts section's "Custom experts" heading in README.md — the documented
+    one-screen way."""
+    readme = (REPO / "README.md").read_text()
+    experts = readme.split("## Experts:", 1)[1]
+    section = experts.split("## Custom experts", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 def test_the_documented_custom_expert_example_runs() -> None:
     namespace: dict[str, Any] = {}
-    exec(compile(readme_custom_experts_example(), "tools/README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(readme_custom_experts_example(), "README.md", "exec"), namespace)  # noqa: S102
     colour, miles, loud = namespace["dominant_colour"], namespace["miles"], namespace["loud"]
     assert colour.run_expert(image=Image.new("RGB", (4, 4), (255, 0, 0))).text == "Average colour: rgb(255, 0, 0)"
     result = miles.run_expert(query="Is 26.2 miles more than 40 km? And 3 miles?")
