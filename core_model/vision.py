@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .config import dataclass_from_dict
 from .errors import ConfigError, ImageError, ModelLoadError, VisionUnavailableError
 from .images import ImageSource, image_digest, open_image
 
@@ -526,11 +527,7 @@ class VisualPrefixConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "VisualPrefixConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown VisualPrefixConfig keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**data)
+        return dataclass_from_dict(cls, dict(data))
 
 
 class VisualProjParams:
