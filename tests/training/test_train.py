@@ -252,7 +252,11 @@ def test_grad_accumulation_equals_a_bigger_micro_batch(tiny_cfg):
     lb = [h["loss"] for h in b.history if h["kind"] == "train"]
     assert la == pytest.approx(lb, abs=1e-6)
     pa, pb = load_adapter_file(a.adapter).state, load_adapter_file(b.adapter).state
-    assert max((pa[k] - pb[k]).abs().max().item() for k in pa) <= 1e-6
+    # wk.bias shifts every score of a query by the same amount, which softmax ignores: its true gradient is 0, so
+    # its Adam step is normalised rounding noise and differs between summation orders (1.04e-6 seen with AVX-512)
+    exact = [k for k in pa if not k.endswith("attention.wk.bias")]
+    assert len(exact) < len(pa)
+    assert max((pa[k] - pb[k]).abs().max().item() for k in exact) <= 1e-6
 
 
 def test_module_entry_trains_and_resumes(synth, tmp_path, capsys):
