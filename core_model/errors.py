@@ -28,3 +28,11 @@ class ImageError(LAV2Error, ValueError):
 
 class VisionUnavailableError(LAV2Error):
     """Images were given but no vision weights are configured, or the vision backend is missing."""
+
+
+class KernelUnavailableError(ModelLoadError):
+    """The packed-weight CPU kernels could not be built or loaded (no C compiler, unsupported platform)."""
+
+
+class WeightsFormatError(LAV2Error, ValueError):
+    """A packed (GGUF-block) weight was used where it cannot be: wrong device, shape or block type."""

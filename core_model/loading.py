@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from .config import ModelConfig, _meta_ffn
-from .errors import ModelLoadError
+from .errors import ModelLoadError, WeightsFormatError
 from .tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer, tokenizer_from_gguf_fields
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,14 @@ class BaseSource:
     load_tensors: Callable[[], dict[str, torch.Tensor]]
     tokenizer: Tokenizer
     prompt_style: str | None = None
+    #: GGUF sources only: tensors with block-quantised matrices kept as :class:`~core_model.quant.PackedWeight`
+    load_packed_tensors: Callable[[], dict[str, Any]] | None = None
+
+    def load_packed(self) -> dict[str, Any]:
+        if self.load_packed_tensors is None:
+            raise WeightsFormatError(f"weights='packed' needs a .gguf base; {self.path} is a {self.kind} source "
+                                     "(use weights='dense')")
+        return self.load_packed_tensors()
 
 
 def cache_dir() -> Path:
@@ -228,15 +236,26 @@ def gguf_config(fields: dict[str, Any], n_vocab: int, name: str) -> ModelConfig:
                        tie_embeddings=False)
 
 
-def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], Tokenizer]:
-    """Dequantise a llama-architecture GGUF file to float32 tensors in this project's names."""
+def _gguf_name(tensor_name: str, path: Path) -> str:
+    if tensor_name in _GGUF_TOP:
+        return _GGUF_TOP[tensor_name]
+    if m := re.fullmatch(r"blk\.(\d+)\.(\w+)\.(weight|bias)", tensor_name):
+        layer, part, kind = m.groups()
+        if part not in _GGUF_LAYER:
+            raise ModelLoadError(f"{path}: unexpected GGUF tensor {tensor_name!r}")
+        return f"layers.{layer}.{_GGUF_LAYER[part]}.{kind}"
+    if tensor_name == "rope_freqs.weight":
+        raise ModelLoadError(f"{path}: GGUF with rope_freqs (LLaMA-3.1 scaling) is not supported; "
+                             "use the Hugging Face directory of the model")
+    raise ModelLoadError(f"{path}: unexpected GGUF tensor {tensor_name!r}")
+
+
+def open_gguf(path: Path) -> tuple[Any, ModelConfig, Tokenizer]:
+    """Parse a llama-architecture GGUF file's header: (reader, config, tokenizer). No tensor is read yet."""
     try:
         from gguf import GGUFReader
-        from gguf.quants import dequantize
     except ImportError as e:  # pragma: no cover - a hard dependency
         raise ModelLoadError("the 'gguf' package is needed to read .gguf files: pip install gguf") from e
-    from tqdm.auto import tqdm
-
     try:
         reader = GGUFReader(str(path))
     except Exception as e:  # noqa: BLE001 - GGUFReader raises ValueError/struct.error for bad files
@@ -244,26 +263,47 @@ def read_gguf(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], Tokeniz
     fields = _gguf_fields(reader)
     tok = tokenizer_from_gguf_fields(fields, str(path))
     cfg = gguf_config(fields, tok.vocab_size, path.stem)
-    sd: dict[str, torch.Tensor] = {}
-    for t in tqdm(reader.tensors, desc=f"dequantising {path.name}", unit="tensor", leave=False):
-        arr = dequantize(t.data, t.tensor_type)
-        shape = tuple(int(x) for x in reversed(t.shape))  # GGUF lists dims fastest-first
-        tensor = torch.from_numpy(arr.astype("float32", copy=False).reshape(shape).copy())
-        if t.name in _GGUF_TOP:
-            sd[_GGUF_TOP[t.name]] = tensor
-        elif m := re.fullmatch(r"blk\.(\d+)\.(\w+)\.(weight|bias)", t.name):
-            layer, part, kind = m.groups()
-            if part not in _GGUF_LAYER:
-                raise ModelLoadError(f"{path}: unexpected GGUF tensor {t.name!r}")
-            sd[f"layers.{layer}.{_GGUF_LAYER[part]}.{kind}"] = tensor
-        elif t.name == "rope_freqs.weight":
-            raise ModelLoadError(f"{path}: GGUF with rope_freqs (LLaMA-3.1 scaling) is not supported; "
-                                 "use the Hugging Face directory of the model")
-        else:
-            raise ModelLoadError(f"{path}: unexpected GGUF tensor {t.name!r}")
-    if "output.weight" not in sd:
+    if not any(t.name == "output.weight" for t in reader.tensors):
         cfg.tie_embeddings = True  # no separate LM head: tied to the embeddings (SmolLM2)
-    return cfg, sd, tok
+    return reader, cfg, tok
+
+
+def gguf_tensors(reader: Any, path: Path, packed: bool = False) -> dict[str, Any]:
+    """The tensors of an open GGUF file in this project's names.
+
+    ``packed=False``: every tensor dequantised to float32. ``packed=True``: matrices in a block type the CPU
+    kernels read (:data:`core_model.quant.BLOCK_TYPES`: Q4_0, Q4_1, Q8_0) stay in their blocks as
+    :class:`core_model.quant.PackedWeight`; every other tensor (norms, K-quants, F16) is dequantised.
+    """
+    import numpy as np
+    from gguf.quants import dequantize
+    from tqdm.auto import tqdm
+
+    from .quant import BLOCK_TYPES, PackedWeight
+
+    sd: dict[str, Any] = {}
+    verb = "reading" if packed else "dequantising"
+    for t in tqdm(reader.tensors, desc=f"{verb} {path.name}", unit="tensor", leave=False):
+        name = _gguf_name(t.name, path)
+        shape = tuple(int(x) for x in reversed(t.shape))  # GGUF lists dims fastest-first
+        kind = t.tensor_type.name
+        if packed and kind in BLOCK_TYPES and len(shape) == 2 and name.endswith("weight") and "norm" not in name:
+            blocks = torch.from_numpy(np.array(t.data, dtype=np.uint8, copy=True))  # own, writable copy
+            sd[name] = PackedWeight(kind, blocks.reshape(shape[0], -1), shape)  # type: ignore[arg-type]
+            continue
+        arr = dequantize(t.data, t.tensor_type)
+        sd[name] = torch.from_numpy(arr.astype("float32", copy=False).reshape(shape).copy())
+    return sd
+
+
+def read_gguf(path: Path, packed: bool = False) -> tuple[ModelConfig, dict[str, Any], Tokenizer]:
+    """Read a llama-architecture GGUF file: (config, tensors in this project's names, tokenizer).
+
+    Tensors are float32, or with ``packed=True`` :class:`~core_model.quant.PackedWeight` where the block type
+    allows (see :func:`gguf_tensors`).
+    """
+    reader, cfg, tok = open_gguf(path)
+    return cfg, gguf_tensors(reader, path, packed), tok
 
 
 def _file_key(path: Path) -> str:
@@ -271,37 +311,121 @@ def _file_key(path: Path) -> str:
     return hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v1".encode()).hexdigest()[:16]
 
 
-def resolve_gguf(path: Path, tokenizer: Tokenizer | None = None, use_cache: bool = True) -> BaseSource:
-    """A GGUF file; its dequantised form is cached under ``cache_dir()`` (safetensors + tokenizer.json)."""
-    cached = cache_dir() / "gguf" / f"{path.stem}-{_file_key(path)}"
-    if use_cache and (cached / "model.safetensors").is_file():
-        return resolve_cached(cached, tokenizer)
-    t0 = time.perf_counter()
-    cfg, sd, tok = read_gguf(path)
-    log.info("dequantised %s in %.1fs", path.name, time.perf_counter() - t0)
-    if use_cache:
+class _GGUFFile:
+    """One GGUF file and its two caches under ``cache_dir()/gguf``: ``<stem>-<key>`` (dequantised float32 tensors)
+    and ``<stem>-<key>-packed`` (the block-quantised matrices as stored, other tensors float32). Both hold the
+    config and tokenizer too, so a cached load never parses the GGUF header (seconds: the vocabulary is read
+    field by field in Python). The key covers the file's path, size and mtime: an edited file is read again."""
+
+    def __init__(self, path: Path, use_cache: bool):
+        self.path, self.use_cache = path, use_cache
+        base = cache_dir() / "gguf" / f"{path.stem}-{_file_key(path)}"
+        self.dense_dir, self.packed_dir = base, base.with_name(base.name + "-packed")
+        self._open: tuple[Any, ModelConfig, Tokenizer] | None = None
+
+    def _cached(self, directory: Path, weights: str) -> bool:
+        return self.use_cache and (directory / weights).is_file()
+
+    def opened(self) -> tuple[Any, ModelConfig, Tokenizer]:
+        if self._open is None:
+            self._open = open_gguf(self.path)
+        return self._open
+
+    def header(self) -> tuple[ModelConfig, Tokenizer, str]:
+        for directory, weights in ((self.packed_dir, "packed.safetensors"), (self.dense_dir, "model.safetensors")):
+            if self._cached(directory, weights):
+                cfg = ModelConfig.from_dict(json.loads((directory / "lav2_model.json").read_text()))
+                return cfg, load_tokenizer(directory), "cache"
+        _, cfg, tok = self.opened()
+        return cfg, tok, "gguf"
+
+    def load_dense(self) -> dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        if self._cached(self.dense_dir, "model.safetensors"):
+            return load_file(str(self.dense_dir / "model.safetensors"))
+        reader, cfg, tok = self.opened()
+        t0 = time.perf_counter()
+        sd = gguf_tensors(reader, self.path)
+        log.info("dequantised %s in %.1fs", self.path.name, time.perf_counter() - t0)
+        if self.use_cache:
+            self._publish(self.dense_dir, cfg, tok, lambda tmp: _save_dense(tmp, sd))
+        return sd
+
+    def load_packed(self) -> dict[str, Any]:
+        if self._cached(self.packed_dir, "packed.safetensors"):
+            return _read_packed(self.packed_dir)
+        reader, cfg, tok = self.opened()
+        sd = gguf_tensors(reader, self.path, packed=True)
+        if self.use_cache:
+            self._publish(self.packed_dir, cfg, tok, lambda tmp: _save_packed(tmp, sd))
+        return sd
+
+    def _publish(self, directory: Path, cfg: ModelConfig, tok: Tokenizer, save: Callable[[Path], None]) -> None:
         try:
-            write_cache(cached, cfg, sd, tok)
+            _publish_dir(directory, cfg, tok, save)
         except OSError as e:  # a read-only or full cache dir only costs speed next time
-            log.warning("could not cache the dequantised model at %s (%s); next load will dequantise again",
-                        cached, e)
-    return BaseSource("gguf", path, cfg, lambda: sd, tokenizer or tok)
+            log.warning("could not cache %s at %s (%s); the next load reads the GGUF again", self.path.name,
+                        directory, e)
 
 
-def write_cache(directory: Path, cfg: ModelConfig, sd: dict[str, torch.Tensor], tok: Tokenizer) -> None:
+def _save_dense(directory: Path, sd: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(directory / "model.safetensors"))
+
+
+def _save_packed(directory: Path, sd: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    from .quant import PackedWeight
+
+    layout = {k: {"kind": v.kind, "shape": list(v.shape)} for k, v in sd.items() if isinstance(v, PackedWeight)}
+    tensors = {k: (v.blocks if isinstance(v, PackedWeight) else v.contiguous()) for k, v in sd.items()}
+    save_file(tensors, str(directory / "packed.safetensors"))
+    (directory / "packed.json").write_text(json.dumps(layout, indent=1))
+
+
+def _read_packed(directory: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    from .quant import PackedWeight
+
+    layout = json.loads((directory / "packed.json").read_text())
+    sd: dict[str, Any] = load_file(str(directory / "packed.safetensors"))
+    for name, spec in layout.items():
+        sd[name] = PackedWeight(spec["kind"], sd[name], tuple(spec["shape"]))
+    return sd
+
+
+def _publish_dir(directory: Path, cfg: ModelConfig, tok: Tokenizer, save: Callable[[Path], None]) -> None:
+    """Write weights + config + tokenizer into a temporary directory, then rename: never a half-written cache."""
+    import shutil
 
     tmp = directory.with_name(directory.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in sd.items()}, str(tmp / "model.safetensors"))
-    (tmp / "lav2_model.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    tok.save(tmp)
-    if directory.exists():  # another process won the race; keep theirs
-        import shutil
-
+    try:
+        save(tmp)
+        (tmp / "lav2_model.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        tok.save(tmp)
+        if directory.exists():  # another process won the race; keep theirs
+            return
+        tmp.rename(directory)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        return
-    tmp.rename(directory)  # atomic publish: a half-written cache is never read
+
+
+def resolve_gguf(path: Path, tokenizer: Tokenizer | None = None, use_cache: bool = True) -> BaseSource:
+    """A GGUF file, dense (dequantised to float32) or packed (the quantised blocks kept); each form is cached
+    under ``cache_dir()/gguf`` after its first load, so later loads read safetensors instead of the GGUF."""
+    f = _GGUFFile(path, use_cache)
+    cfg, tok, kind = f.header()
+    return BaseSource(kind, path, cfg, f.load_dense, tokenizer or tok, load_packed_tensors=f.load_packed)
+
+
+def write_cache(directory: Path, cfg: ModelConfig, sd: dict[str, torch.Tensor], tok: Tokenizer) -> None:
+    """A dense model directory that :func:`resolve_cached` (and ``base=<directory>``) loads."""
+    _publish_dir(directory, cfg, tok, lambda tmp: _save_dense(tmp, sd))
 
 
 def resolve_cached(directory: Path, tokenizer: Tokenizer | None = None) -> BaseSource:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import AdapterConfig, ModelConfig
+from .quant import PackedWeight, packed_weight
 
 
 class RMSNorm(nn.Module):
@@ -44,7 +45,11 @@ class AdapterV2Linear(nn.Linear):
 
     mode ``bias_scale`` (paper): ``s ⊙ (W x + b)``; ``bias``: ``W x + b``; ``input_scale`` (chat65b):
     ``W (s ⊙ x) + b``; LoRA adds ``B A x`` with ``B`` zero-initialised. Fresh parameters leave ``W x`` unchanged.
+    The frozen ``W`` is either the dense ``weight`` or, for GGUF bases, a :class:`~core_model.quant.PackedWeight`
+    (``packed_weight``, with ``weight`` None): the adapter parts apply on top of either.
     """
+
+    packed_weight: PackedWeight | None = None
 
     def __init__(self, in_features: int, out_features: int, mode: str = "none", lora_rank: int = 0,
                  device=None, dtype=None):
@@ -72,10 +77,16 @@ class AdapterV2Linear(nn.Linear):
     def adapter_params(self) -> dict[str, str]:
         return {"bias": "bias", "scale": "scale", "lora_a": "lora", "lora_b": "lora"}
 
+    def base_linear(self, x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """``W x + bias`` with the frozen base weight, dense or packed."""
+        if self.packed_weight is not None:
+            return self.packed_weight.linear(x, bias)
+        return F.linear(x, self.weight, bias)
+
     def forward_no_lora(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "input_scale":
-            return F.linear(x * self.scale, self.weight, self.bias)
-        y = F.linear(x, self.weight, self.bias)
+            return self.base_linear(x * self.scale, self.bias)
+        y = self.base_linear(x, self.bias)
         return y * self.scale if self.mode == "bias_scale" else y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,7 +97,8 @@ class AdapterV2Linear(nn.Linear):
 
     def extra_repr(self) -> str:
         r = 0 if self.lora_a is None else self.lora_a.shape[0]
-        return f"{self.in_features}, {self.out_features}, mode={self.mode}, lora_rank={r}"
+        packed = "" if self.packed_weight is None else f", packed={self.packed_weight.kind}"
+        return f"{self.in_features}, {self.out_features}, mode={self.mode}, lora_rank={r}{packed}"
 
 
 def _linear(cfg: AdapterConfig, name: str, fan_in: int, fan_out: int) -> AdapterV2Linear:
@@ -278,7 +290,10 @@ class Transformer(nn.Module):
         self.config = cfg
         self.adapter_config = acfg = acfg or AdapterConfig()
         acfg.validate_for(cfg)
-        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        if torch.empty(0).is_meta:  # built to be loaded: skip the N(0, 1) init (on meta it costs 1 s of imports)
+            self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim, _weight=torch.empty(cfg.vocab_size, cfg.dim))
+        else:
+            self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.layers = nn.ModuleList(TransformerBlock(cfg, acfg, i) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps, trainable=acfg.train_norms)
         self.output = None if cfg.tie_embeddings else nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
@@ -287,11 +302,16 @@ class Transformer(nn.Module):
     # -- helpers ----------------------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return self.tok_embeddings.weight.device
+        return self.norm.weight.device  # the final norm is always dense (embeddings may be packed)
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.tok_embeddings.weight.dtype
+        return self.norm.weight.dtype
+
+    def num_params(self) -> int:
+        """Every weight's element count, packed GGUF matrices included (a tied matrix once)."""
+        packed = {id(w): w for m in self.modules() if (w := packed_weight(m)) is not None}
+        return sum(p.numel() for p in self.parameters()) + sum(w.numel() for w in packed.values())
 
     def rope(self, end: int, device: torch.device) -> torch.Tensor:
         length = max(end, min(self.config.max_seq_len, 4096))
@@ -331,13 +351,22 @@ class Transformer(nn.Module):
         """
         head = self.tok_embeddings if self.output is None else self.output
         w = head.weight
+        if w is None:  # packed GGUF blocks: already the compact layout
+            return
         if w.device.type != "cpu" or w.dtype != torch.float32 or w.is_meta or w.stride() == (1, w.shape[0]):
             return
         head.weight = nn.Parameter(w.detach().t().contiguous().t(), requires_grad=w.requires_grad)
 
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        packed = packed_weight(self.tok_embeddings)
+        if packed is None:
+            return self.tok_embeddings(tokens)
+        return packed.embedding(tokens).to(self.dtype)
+
     def output_logits(self, h: torch.Tensor) -> torch.Tensor:
-        w = self.tok_embeddings.weight if self.output is None else self.output.weight
-        return F.linear(h, w)
+        head = self.tok_embeddings if self.output is None else self.output
+        packed = packed_weight(head)
+        return F.linear(h, head.weight) if packed is None else packed.linear(h)
 
     def forward(self, tokens: torch.Tensor, visual: torch.Tensor | None = None, *, start: int = 0,
                 cache: KVCache | None = None, attn_mask: torch.Tensor | None = None,
@@ -348,7 +377,7 @@ class Transformer(nn.Module):
         ``last_only`` computes logits of the last position only (generation).
         """
         B, T = tokens.shape
-        h = self.tok_embeddings(tokens)
+        h = self.embed(tokens)
         freqs = self.rope(start + T, h.device)[start:start + T]
         if visual is not None and visual.shape[0] not in (1, B):
             raise ValueError(f"visual batch {visual.shape[0]} does not match token batch {B}")

@@ -238,7 +238,7 @@ def tokenizer_from_gguf_fields(fields: dict[str, Any], source: str) -> HFTokeniz
                              "BPE); pass tokenizer=<directory with tokenizer.json or tokenizer.model>")
     tokens: list[str] = fields["tokenizer.ggml.tokens"]
     types: list[int] = fields.get("tokenizer.ggml.token_type") or [1] * len(tokens)
-    merges = [tuple(m.split(" ", 1)) for m in fields["tokenizer.ggml.merges"]]
+    merges = [tuple(m.split(" ", 1)) for m in fields.get("tokenizer.ggml.merges") or []]  # none: bytes only
     vocab = {t: i for i, t in enumerate(tokens)}
     tok = _Tok(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
     pre = fields.get("tokenizer.ggml.pre", "default")

@@ -25,3 +25,12 @@ def smollm2():
     from core_model import load_model
 
     return load_model("smollm2-135m", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dense():
+    """The same model with its weights dequantised to float32 (``weights="dense"``); ``smollm2`` keeps the GGUF's
+    Q4_1/Q8_0 blocks (the default on the CPU)."""
+    from core_model import load_model
+
+    return load_model("smollm2-135m", device="cpu", dtype="float32", weights="dense")

@@ -30,6 +30,14 @@ def hf():
     return model, tok
 
 
+@pytest.fixture(params=["packed", "dense"])
+def model(request, smollm2, smollm2_dense):
+    """Both weight forms: the GGUF's blocks through the C kernels (default) and the dequantised float32 tensors."""
+    m = smollm2 if request.param == "packed" else smollm2_dense
+    assert m.describe()["weights"].startswith(request.param)
+    return m
+
+
 def test_tokenizer_matches_transformers(smollm2, hf):
     _, tok = hf
     for text in [chat("What is 12345 + 678?"), "Hello, world! ünïcödé  spaces\n\nnew para", "a1b22c333 ..."]:
@@ -38,28 +46,40 @@ def test_tokenizer_matches_transformers(smollm2, hf):
         assert smollm2.tokenizer.decode(ids, skip_special=False) == tok.decode(ids)
 
 
-def test_greedy_output_equals_transformers(smollm2, hf):
-    model, _ = hf
+def test_greedy_output_equals_transformers(model, hf):
+    hf_model, _ = hf
     for q in PROMPTS:
-        ids = smollm2.tokenizer.encode(chat(q))
-        ours = smollm2.generate(chat(q), max_new_tokens=24)
+        ids = model.tokenizer.encode(chat(q))
+        ours = model.generate(chat(q), max_new_tokens=24)
         with torch.no_grad():
-            out = model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False,
-                                 eos_token_id=sorted(smollm2.tokenizer.eos_ids), pad_token_id=2)
+            out = hf_model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False,
+                                    eos_token_id=sorted(model.tokenizer.eos_ids), pad_token_id=2)
         theirs = out[0, len(ids):].tolist()
-        while theirs and theirs[-1] in smollm2.tokenizer.eos_ids:
+        while theirs and theirs[-1] in model.tokenizer.eos_ids:
             theirs.pop()
         assert ours.token_ids[: len(theirs)] == theirs, q
 
 
-def test_logits_close_to_transformers(smollm2, hf):
-    model, _ = hf
-    ids = torch.tensor([smollm2.tokenizer.encode(chat(PROMPTS[0]))])
+def test_logits_close_to_transformers(model, hf):
+    hf_model, _ = hf
+    ids = torch.tensor([model.tokenizer.encode(chat(PROMPTS[0]))])
     with torch.no_grad():
-        assert (smollm2.llm(ids) - model(ids).logits).abs().max() < 1e-3
+        assert (model.llm(ids) - hf_model(ids).logits).abs().max() < 1e-3
 
 
-def test_default_model_knows_paris(smollm2):
-    out = smollm2.generate(chat("What is the capital of France?"), max_new_tokens=20)
+def test_packed_and_dense_agree_on_every_position(smollm2, smollm2_dense):
+    """Same weight values, different summation order: logits within float32 noise, the same argmax."""
+    ids = torch.tensor([smollm2.tokenizer.encode(chat(q)) for q in PROMPTS[:1]] * 2)
+    with torch.no_grad():
+        packed, dense = smollm2.llm(ids), smollm2_dense.llm(ids)  # prefill path (2 x 30+ rows)
+        step_p = smollm2.llm(ids[:1, :1])  # decode path (one row)
+        step_d = smollm2_dense.llm(ids[:1, :1])
+    assert (packed - dense).abs().max() < 1e-3
+    assert torch.equal(packed.argmax(-1), dense.argmax(-1))
+    assert (step_p - step_d).abs().max() < 1e-3
+
+
+def test_default_model_knows_paris(model):
+    out = model.generate(chat("What is the capital of France?"), max_new_tokens=20)
     assert "Paris" in out.text
     assert out.finish_reason == "stop"

@@ -1,0 +1,315 @@
+/* Matrix products straight from GGUF quantised blocks (Q4_0, Q4_1, Q8_0), float32 activations.
+ *
+ * Why: decode at batch 1 streams every weight once per token. Dequantised to float32, SmolLM2-135M is 540 MB
+ * per token and DRAM-bound; kept in the GGUF's own blocks it is about 100 MB. The values are exactly the GGUF's
+ * (w = d*q + m per 32 weights, d and m float16); only the summation order differs from a float32 BLAS product,
+ * and the activations are never quantised (unlike llama.cpp's Q8 dot products).
+ *
+ * Built at run time by core_model/quant.py with the machine's C compiler (-O3 -march=native -fopenmp) and called
+ * through ctypes. The OpenMP runtime is the one torch already loaded (same soname), so these loops share torch's
+ * threads instead of competing with them. Portable C: GCC/Clang vector extensions sized to the machine's
+ * registers (16 floats with AVX-512, 8 with AVX, 4 otherwise), no intrinsics.
+ *
+ * Row layout (GGML, one row = K/32 blocks, little-endian):
+ *   Q4_0: fp16 d, 16 bytes of nibbles           w[j] = d*(lo_j - 8), w[j+16] = d*(hi_j - 8)      18 bytes
+ *   Q4_1: fp16 d, fp16 m, 16 bytes of nibbles   w[j] = d*lo_j + m,   w[j+16] = d*hi_j + m        20 bytes
+ *   Q8_0: fp16 d, 32 int8                       w[j] = d*q_j                                      34 bytes
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LAV2_ABI 1
+#define QK 32
+#define MB 4              /* activation rows per pass over a weight row in the few-rows kernel */
+#define GEMM_FROM_ROWS 16 /* from this many activation rows on, unpack weight rows once and reuse them */
+
+enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8 }; /* GGML type ids */
+
+#if defined(__AVX512F__)
+#define VL 16
+#define MR 4 /* 32 zmm registers: 16 accumulators + 4 weight vectors + 1 activation vector */
+#elif defined(__AVX__)
+#define VL 8
+#define MR 2 /* 16 ymm registers: 8 accumulators + 4 weight vectors + 1 activation vector */
+#else
+#define VL 4
+#define MR 4
+#endif
+#define NR 4          /* weight rows per micro-kernel tile */
+#define NV (QK / VL)  /* vectors per block */
+
+typedef float vf __attribute__((vector_size(VL * 4)));
+typedef int32_t vi __attribute__((vector_size(VL * 4)));
+typedef uint8_t vu8 __attribute__((vector_size(VL)));
+typedef uint8_t v16u8 __attribute__((vector_size(16)));
+typedef uint16_t v8u16 __attribute__((vector_size(16)));
+
+/* bytes -> float lanes; the int32 step makes compilers emit one widening move instead of scalar extracts */
+#define TOF(v) __builtin_convertvector(__builtin_convertvector((v), vi), vf)
+#define AI static inline __attribute__((always_inline))
+
+#if defined(__FLT16_MAX__) && !defined(LAV2_NO_FLOAT16)
+AI float h2f(const uint8_t *p) { _Float16 h; memcpy(&h, p, 2); return (float)h; }
+#else
+/* exact IEEE half -> float for compilers without _Float16 */
+AI float h2f(const uint8_t *p) {
+    uint16_t h; memcpy(&h, p, 2);
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, f;
+    if (exp == 0) {
+        if (mant == 0) {
+            f = sign;
+        } else { /* subnormal: normalise */
+            exp = 113;
+            while (!(mant & 0x400u)) { mant <<= 1; exp--; }
+            f = sign | (exp << 23) | ((mant & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        f = sign | 0x7f800000u | (mant << 13);
+    } else {
+        f = sign | ((exp + 112) << 23) | (mant << 13);
+    }
+    float out; memcpy(&out, &f, 4); return out;
+}
+#endif
+
+AI vf loadv(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+AI float hsum(vf v) { /* pairwise: log2(VL) dependent adds */
+    float s[VL]; memcpy(s, &v, sizeof v);
+    for (int w = VL / 2; w > 0; w /= 2)
+        for (int i = 0; i < w; i++) s[i] += s[i + w];
+    return s[0];
+}
+
+static int block_bytes(int type) {
+    switch (type) {
+    case T_Q4_0: return 18;
+    case T_Q4_1: return 20;
+    case T_Q8_0: return 34;
+    default: return 0;
+    }
+}
+
+/* One block as NV vectors of VL weights, before the Q4_1 offset: w[v*VL + i] = out[v][i] + *m (m = 0 for the
+ * other types). Nibbles: weights 0..15 are the low halves of bytes 0..15, weights 16..31 the high halves. */
+AI void unpack(int type, const uint8_t *b, vf out[NV], float *m) {
+    const float d = h2f(b);
+    if (type == T_Q8_0) {
+        for (int v = 0; v < NV; v++) {
+            /* a real vector op before the widening keeps GCC from scalarising it (measured 4x on the LM head);
+             * the flipped sign bit makes the bytes q + 128, undone exactly in float */
+            vu8 q; memcpy(&q, b + 2 + v * VL, VL);
+            q ^= 0x80;
+            out[v] = (TOF(q) - 128.f) * d;
+        }
+        *m = 0.f;
+        return;
+    }
+    const uint8_t *qs = b + (type == T_Q4_1 ? 4 : 2);
+#if VL == 16
+    /* high nibbles by a shift in 16-bit lanes: x86 has no byte shift, and compilers scalarise one */
+    v16u8 raw; memcpy(&raw, qs, 16);
+    const vu8 nib[2] = {raw & 15, (v16u8)((v8u16)raw >> 4) & 15};
+#endif
+    for (int v = 0; v < NV; v++) {
+        vu8 q;
+#if VL == 16
+        q = nib[v];
+#else
+        /* VL bytes as one integer, shifted there for the high nibbles; the vector mask afterwards keeps GCC from
+         * scalarising the widening (measured: 14 -> 5 cycles per block with AVX2) */
+#if VL == 8
+        uint64_t u;
+#else
+        uint32_t u;
+#endif
+        memcpy(&u, qs + (v % (NV / 2)) * VL, VL);
+        if (v >= NV / 2) u >>= 4;
+        memcpy(&q, &u, VL);
+        q &= 15;
+#endif
+        /* Q4_0 is d * (q - 8): the same exact steps and single rounding as the reference */
+        out[v] = type == T_Q4_0 ? (TOF(q) - 8.f) * d : TOF(q) * d;
+    }
+    *m = type == T_Q4_1 ? h2f(b + 2) : 0.f;
+}
+
+/* One row of K weights as float32 into out. With exact != 0 the offset is added behind a call boundary, so the
+ * compiler cannot fuse d*q + m into one multiply-add and the values round exactly like the reference (gguf-py:
+ * (d*q) + m); the products do not need that and take the inlined, possibly fused, form. */
+static __attribute__((noinline)) void unpack_call(int type, const uint8_t *b, vf out[NV], float *m) {
+    unpack(type, b, out, m);
+}
+
+AI void unpack_row(int type, const uint8_t *row, int64_t K, float *out, const int exact) {
+    const int bs = block_bytes(type);
+    for (int64_t g = 0; g < K / QK; g++) {
+        vf w[NV]; float mn;
+        if (exact)
+            unpack_call(type, row + g * bs, w, &mn);
+        else
+            unpack(type, row + g * bs, w, &mn);
+        for (int v = 0; v < NV; v++) {
+            const vf t = w[v] + mn;
+            memcpy(out + g * QK + v * VL, &t, sizeof t);
+        }
+    }
+}
+
+/* ---- few activation rows (decode): unpack each block once for up to MB rows, straight from memory.
+ * One weight row x M activation rows: y[m*ldy] = sum_k x[m*K + k] * W[k]. Two accumulator chains per row; the
+ * Q4_1 offset term m_g * sum(x over block g) uses the precomputed block sums xs[m*G + g]. (Tiles of 2-4 weight
+ * rows sharing the activation loads were measured slower: 4.6 vs 3.2 ms per SmolLM2 token of layer products.) */
+AI void row_dot(int type, const uint8_t *row, int64_t G, int bs, const float *x, int64_t K, const float *xs,
+                const int M, float *y, int64_t ldy) {
+    vf a0[MB], a1[MB];
+    float off[MB];
+    for (int m = 0; m < M; m++) { a0[m] = (vf){0}; a1[m] = (vf){0}; off[m] = 0.f; }
+    for (int64_t g = 0; g < G; g++) {
+        vf w[NV]; float mn;
+        unpack(type, row + g * bs, w, &mn);
+        for (int m = 0; m < M; m++) {
+            const float *xm = x + m * K + g * QK;
+            for (int v = 0; v < NV; v += 2) {
+                a0[m] += w[v] * loadv(xm + v * VL);
+                a1[m] += w[v + 1] * loadv(xm + (v + 1) * VL);
+            }
+            if (type == T_Q4_1) off[m] += mn * xs[m * G + g];
+        }
+    }
+    for (int m = 0; m < M; m++) y[m * ldy] = hsum(a0[m] + a1[m]) + off[m];
+}
+
+/* Rows [n0, n1) for all M activation rows, MB at a time (the weight row stays in L1 between passes). */
+AI void rows_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const float *x, int64_t M,
+                   const float *xs, float *y, int64_t N) {
+    const int bs = block_bytes(type);
+    const int64_t G = K / QK, rb = G * bs;
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t m0 = 0; m0 < M; m0 += MB) {
+            const float *xm = x + m0 * K, *xsm = xs + m0 * G;
+            float *yn = y + m0 * N + n;
+            switch (M - m0 < MB ? M - m0 : MB) {
+            case 1: row_dot(type, w + n * rb, G, bs, xm, K, xsm, 1, yn, N); break;
+            case 2: row_dot(type, w + n * rb, G, bs, xm, K, xsm, 2, yn, N); break;
+            case 3: row_dot(type, w + n * rb, G, bs, xm, K, xsm, 3, yn, N); break;
+            default: row_dot(type, w + n * rb, G, bs, xm, K, xsm, 4, yn, N); break;
+            }
+        }
+}
+
+/* one copy per block type, so the type branches in unpack() and row_dot() fold away */
+#define ROWS_RANGE(T)                                                                                      \
+    static void rows_##T(const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const float *x, int64_t M,   \
+                         const float *xs, float *y, int64_t N) {                                           \
+        rows_range(T, w, n0, n1, K, x, M, xs, y, N);                                                       \
+    }
+ROWS_RANGE(T_Q4_0)
+ROWS_RANGE(T_Q4_1)
+ROWS_RANGE(T_Q8_0)
+
+/* ---- many activation rows (prefill): unpack NR weight rows into a small buffer, then a register-blocked
+ * MR x NR micro-kernel of dot products over K. Unpacking a block once per few activation rows costs as much as
+ * the products themselves once M is large; this reuses each unpacked row for all M rows. */
+
+/* y[m*ldy + r] = dot(x[m*K ..], wb[r*K ..]) for m < mr, r < nr (at most MR, NR) */
+AI void micro(const float *x, const float *wb, int64_t K, const int mr, const int nr, float *y, int64_t ldy) {
+    vf acc[MR][NR];
+    for (int m = 0; m < mr; m++)
+        for (int r = 0; r < nr; r++) acc[m][r] = (vf){0};
+    for (int64_t k = 0; k < K; k += VL) {
+        vf w[NR];
+        for (int r = 0; r < nr; r++) w[r] = loadv(wb + r * K + k);
+        for (int m = 0; m < mr; m++) {
+            const vf xv = loadv(x + m * K + k);
+            for (int r = 0; r < nr; r++) acc[m][r] += xv * w[r];
+        }
+    }
+    for (int m = 0; m < mr; m++)
+        for (int r = 0; r < nr; r++) y[m * ldy + r] = hsum(acc[m][r]);
+}
+
+static void micro_any(const float *x, const float *wb, int64_t K, int mr, int nr, float *y, int64_t ldy) {
+    if (mr == MR && nr == NR) { micro(x, wb, K, MR, NR, y, ldy); return; }
+    for (int m = 0; m < mr; m++) /* edges: one activation row at a time */
+        switch (nr) {
+        case 1: micro(x + m * K, wb, K, 1, 1, y + m * ldy, ldy); break;
+        case 2: micro(x + m * K, wb, K, 1, 2, y + m * ldy, ldy); break;
+        case 3: micro(x + m * K, wb, K, 1, 3, y + m * ldy, ldy); break;
+        default: micro(x + m * K, wb, K, 1, 4, y + m * ldy, ldy); break;
+        }
+}
+
+/* rows [n0, n1) of y = x @ W^T for any M; wb: NR*K floats of scratch */
+static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const float *x, int64_t M,
+                       float *y, int64_t N, float *wb) {
+    const int64_t rb = K / QK * block_bytes(type);
+    for (int64_t n = n0; n < n1; n += NR) {
+        const int nr = n1 - n < NR ? (int)(n1 - n) : NR;
+        for (int r = 0; r < nr; r++) unpack_row(type, w + (n + r) * rb, K, wb + r * K, 0);
+        for (int64_t m = 0; m < M; m += MR)
+            micro_any(x + m * K, wb, K, M - m < MR ? (int)(M - m) : MR, nr, y + m * N + n, N);
+    }
+}
+
+/* ---- entry points (called through ctypes; the Python side validates shapes and dtypes) */
+int lav2_abi_version(void) { return LAV2_ABI; }
+
+/* y (M x N) = x (M x K) @ W^T, W given as N rows of GGUF blocks; nt threads. 0 on success. */
+int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, int64_t M, float *y, int nt) {
+    if (!block_bytes(type) || K % QK || N < 0 || M < 0) return -1;
+    const int64_t G = K / QK;
+    const int gemm = M >= GEMM_FROM_ROWS;
+    float *xs = NULL;
+    if (!gemm) {
+        xs = (float *)malloc(sizeof(float) * (size_t)(M * G + 1));
+        if (!xs) return -2;
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t g = 0; g < G; g++) {
+                float s = 0.f;
+                for (int j = 0; j < QK; j++) s += x[m * K + g * QK + j];
+                xs[m * G + g] = s;
+            }
+    }
+    void (*rows)(const uint8_t *, int64_t, int64_t, int64_t, const float *, int64_t, const float *, float *,
+                 int64_t) = type == T_Q4_0 ? rows_T_Q4_0 : type == T_Q4_1 ? rows_T_Q4_1 : rows_T_Q8_0;
+    int failed = 0;
+    /* one contiguous chunk of rows per thread: each thread streams its own part of W */
+    const int threads = nt > 1 && N >= 64 ? nt : 1;
+    #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1) reduction(|:failed)
+    for (int t = 0; t < threads; t++) {
+        const int64_t chunk = (N + threads - 1) / threads;
+        const int64_t n0 = t * chunk < N ? t * chunk : N, n1 = n0 + chunk < N ? n0 + chunk : N;
+        if (!gemm) {
+            rows(w, n0, n1, K, x, M, xs, y, N);
+            continue;
+        }
+        float *wb = (float *)malloc(sizeof(float) * (size_t)(NR * K));
+        if (!wb) { failed = 1; continue; }
+        gemm_range(type, w, n0, n1, K, x, M, y, N, wb);
+        free(wb);
+    }
+    free(xs);
+    return failed ? -2 : 0;
+}
+
+/* out (N x K) = the float32 values of the blocks (equal to gguf-py's dequantize). */
+int lav2_dequant(int type, const uint8_t *w, int64_t N, int64_t K, float *out, int nt) {
+    const int bs = block_bytes(type);
+    if (!bs || K % QK || N < 0) return -1;
+    const int64_t rb = K / QK * bs;
+    #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N >= 64)
+    for (int64_t n = 0; n < N; n++) unpack_row(type, w + n * rb, K, out + n * K, 1);
+    return 0;
+}
+
+/* out (n x K) = rows ids[0..n) of W (an embedding lookup). -3 if an id is out of range. */
+int lav2_rows(int type, const uint8_t *w, int64_t N, int64_t K, const int64_t *ids, int64_t n, float *out) {
+    const int bs = block_bytes(type);
+    if (!bs || K % QK) return -1;
+    for (int64_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= N) return -3;
+    const int64_t rb = K / QK * bs;
+    for (int64_t i = 0; i < n; i++) unpack_row(type, w + ids[i] * rb, K, out + i * K, 1);
+    return 0;
+}
