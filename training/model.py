@@ -226,8 +226,9 @@ def build(cfg: TrainConfig, device: torch.device, *, meta: bool = False, llm_on_
         if adapter_path.exists() and not (meta or llm_on_meta):
             apply_adapter_state(model.llm, model.visual_prefix, load_adapter_file(adapter_path, mcfg))
     else:
+        # dense weights: the base must be plain tensors for the optimiser wrappers, FSDP and every dtype
         model = load_model(m.base, adapter=m.adapter, vision=tower, device=device, dtype=dtype,
-                           prompt_style=cfg.data.prompt_style, max_seq_len=m.max_seq_len)
+                           prompt_style=cfg.data.prompt_style, max_seq_len=m.max_seq_len, weights="dense")
         check_shape(model.config, m.shape, m.base)
         if m.visual_prefix and model.visual_prefix is not None:
             from core_model.vision import build_visual_prefix
