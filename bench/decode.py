@@ -1,11 +1,15 @@
 """Decode and prefill throughput of core_model vs transformers' generate on the same SmolLM2 weights.
 
-Both run greedy, batch 1, the same prompt, dtype and thread count, in one process, alternating runs; the
+All run greedy, batch 1, the same prompt, compute dtype and thread count, in one process, alternating runs; the
 reported figure is the median over --reps repetitions. Decode tokens/s is measured as
 (N - 1) / (t(N new tokens) - t(1 new token)), so prefill and per-call overhead cancel out; prefill tokens/s is
 prompt_tokens / t(1 new token). Also reports the default model's load time cold (no cache) and warm.
 
-    python bench/decode.py [--new-tokens 64] [--reps 5] [--threads N]
+core_model runs twice: with the GGUF's Q4_1/Q8_0 blocks kept in memory (``weights="packed"``, the default on the
+CPU: the same weight values, float32 arithmetic, the block kernels of core_model/kernels) and with the weights
+dequantised to --dtype (``weights="dense"``, what transformers holds). The packed row exists for float32 only.
+
+    python bench/decode.py [--new-tokens 64] [--reps 5] [--threads N] [--dtype float32|bfloat16]
 """
 from __future__ import annotations
 
@@ -58,9 +62,9 @@ def timed(fn, n):
     return dt
 
 
-def load_times() -> tuple[float, float]:
+def load_times(weights: str) -> tuple[float, float]:
     code = ("import time,os;t=time.perf_counter();import core_model;"
-            "core_model.load_model('smollm2-135m',device='cpu',dtype='float32');"
+            f"core_model.load_model('smollm2-135m',device='cpu',dtype='float32',weights='{weights}');"
             "print(time.perf_counter()-t)")
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "LAV2_CACHE_DIR": cache}
@@ -88,18 +92,23 @@ def main() -> None:
     from core_model.loading import default_gguf_path
 
     dtype = getattr(torch, args.dtype)
-    model = load_model("smollm2-135m", device="cpu", dtype=dtype)
+    models = {}
+    if dtype == torch.float32:
+        models["core_model packed"] = load_model("smollm2-135m", device="cpu", dtype=dtype, weights="packed")
+    models["core_model dense"] = load_model("smollm2-135m", device="cpu", dtype=dtype, weights="dense")
     path = default_gguf_path()
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                            dtype=dtype).eval()
-    ours, n_prompt = ours_runner(model)
-    theirs = hf_runner(hf, model.tokenizer.encode(PROMPT))
-    for fn in (ours, theirs):  # warm-up (allocator, kernels)
+    runners = {}
+    for name, model in models.items():
+        runners[name], n_prompt = ours_runner(model)
+    runners["transformers"] = hf_runner(hf, next(iter(models.values())).tokenizer.encode(PROMPT))
+    for fn in runners.values():  # warm-up (allocator, kernels)
         timed(fn, 4)
-    rows = {"core_model": {"pre": [], "dec": []}, "transformers": {"pre": [], "dec": []}}
+    rows = {name: {"pre": [], "dec": []} for name in runners}
     N = args.new_tokens
     for _ in range(args.reps):
-        for name, fn in (("core_model", ours), ("transformers", theirs)):
+        for name, fn in runners.items():
             t1 = timed(fn, 1)
             tn = timed(fn, N)
             rows[name]["pre"].append(n_prompt / t1)
@@ -108,15 +117,19 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"transformers {transformers.__version__}, threads {args.threads}, {args.dtype}, batch 1, greedy")
     print(f"prompt {n_prompt} tokens, {N} new tokens, median of {args.reps} reps")
-    print(f"{'':14}{'prefill tok/s':>15}{'decode tok/s':>15}")
+    print(f"{'':20}{'prefill tok/s':>15}{'decode tok/s':>15}")
     for k, r in med.items():
-        print(f"{k:14}{r['pre']:>15.1f}{r['dec']:>15.1f}")
-    print(f"ratio core_model / transformers: prefill {med['core_model']['pre'] / med['transformers']['pre']:.2f}x, "
-          f"decode {med['core_model']['dec'] / med['transformers']['dec']:.2f}x")
+        print(f"{k:20}{r['pre']:>15.1f}{r['dec']:>15.1f}")
+    ref = med["transformers"]
+    for k in models:
+        print(f"ratio {k} / transformers: prefill {med[k]['pre'] / ref['pre']:.2f}x, "
+              f"decode {med[k]['dec'] / ref['dec']:.2f}x")
     if not args.skip_load:
-        cold, warm = load_times()
-        print(f"default model load (fresh process incl. imports): cold {cold:.2f}s (dequantise GGUF + write cache), "
-              f"warm {warm:.2f}s (cached safetensors)")
+        for weights in ("packed", "dense"):
+            cold, warm = load_times(weights)
+            print(f"default model load, weights={weights} (fresh process incl. imports): cold {cold:.2f}s "
+                  f"(empty cache: {'build the C kernels, ' if weights == 'packed' else ''}read the GGUF, write "
+                  f"the cache), warm {warm:.2f}s (cached safetensors)")
 
 
 if __name__ == "__main__":

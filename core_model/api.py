@@ -14,7 +14,8 @@ from torch import nn
 
 from .checkpoints import AdapterCheckpoint, adapter_state, check_base_compatible, load_adapter_file, save_adapter
 from .config import AdapterConfig, ModelConfig, adapter_preset
-from .errors import CheckpointMismatchError, ConfigError, KernelUnavailableError, VisionUnavailableError, WeightsFormatError
+from .errors import (CheckpointMismatchError, ConfigError, KernelUnavailableError, VisionUnavailableError,
+                     WeightsFormatError)
 from .generation import SamplingParams, TextStreamer, generate_tokens
 from .groups import adapter_kinds, iter_adapter_params
 from .loading import DEFAULT_BASE, BaseSource, resolve_base

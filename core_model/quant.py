@@ -118,7 +118,8 @@ def _build(cc: str, out_dir: Path, extra_flags: tuple[str, ...] = ()) -> tuple[P
             os.replace(tmp, lib)  # atomic publish: a half-written library is never loaded
             return lib, flags
         tmp.unlink(missing_ok=True)
-        errors.append(f"{' '.join(flags)}: {(res.stderr or res.stdout).strip().splitlines()[-1:]}")
+        last = ((res.stderr or res.stdout).strip().splitlines() or [f"exit status {res.returncode}"])[-1]
+        errors.append(f"{' '.join(flags)}: {last}")
     raise KernelUnavailableError(f"{cc} could not build {SOURCE.name}: " + "; ".join(errors))
 
 
