@@ -49,6 +49,23 @@ def test_ask_stream_json_lines(capsys):
     assert "experts" in lines[0] and "timings" in lines[-1]
 
 
+def test_weights_option_reaches_the_loader(capsys, monkeypatch):
+    """--weights goes to load_model; packed on a model that has no GGUF blocks is one clear error line."""
+    assert main(["ask", RECEIPT, "hi", "--experts", "none", "--weights", "packed", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lav2 ask: error: random:tiny is built with dense weights") and err.count("\n") == 1
+    seen = {}
+
+    def fake_get_model(base, adapter=None, vision=None, device="auto", dtype="auto", **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("orchestrator.pipeline.get_model", fake_get_model)
+    with pytest.raises(RuntimeError, match="stop here"):
+        main(["ask", RECEIPT, "hi", "--experts", "none", "--weights", "dense", "--model", "smollm2-135m"])
+    assert seen == {"weights": "dense"}
+
+
 def test_unknown_expert_is_one_clear_line(capsys):
     assert main(["ask", RECEIPT, "hi", "--experts", "telepathy", *FAST]) == 2
     err = capsys.readouterr().err
