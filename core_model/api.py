@@ -414,9 +414,9 @@ def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLik
     adapter: None, an adapter preset name (fresh, identity-initialised parts: ``paper``, ``release-bias``, ...),
              an :class:`AdapterConfig`, this project's adapter directory, or an official LLaMA-Adapter ``.pth``.
     vision:  None, an open_clip ``"MODEL:PRETRAINED"`` spec, a local CLIP checkpoint, or a ``VisionTower``.
-    weights: ``"auto"`` (default): a GGUF base on the CPU in float32 keeps its Q4_0/Q4_1/Q8_0 blocks and runs the
-             block kernels (same weight values, about 5x less memory traffic per token; needs a C compiler once);
-             anything else loads dense. ``"dense"``: always dequantise (training, accelerators, other dtypes).
+    weights: ``"auto"`` (default): a GGUF base on the CPU in float32 keeps its quantised blocks (Q4_0, Q4_1, Q8_0,
+             Q4_K, Q6_K) and runs the block kernels (same weight values, about 5x less memory traffic per token;
+             needs a C compiler once); anything else loads dense. ``"dense"``: always dequantise (training, accelerators, other dtypes).
              ``"packed"``: insist on the blocks and raise if that is impossible.
     """
     t0 = time.perf_counter()

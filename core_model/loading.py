@@ -272,8 +272,8 @@ def gguf_tensors(reader: Any, path: Path, packed: bool = False) -> dict[str, Any
     """The tensors of an open GGUF file in this project's names.
 
     ``packed=False``: every tensor dequantised to float32. ``packed=True``: matrices in a block type the CPU
-    kernels read (:data:`core_model.quant.BLOCK_TYPES`: Q4_0, Q4_1, Q8_0) stay in their blocks as
-    :class:`core_model.quant.PackedWeight`; every other tensor (norms, K-quants, F16) is dequantised.
+    kernels read (:data:`core_model.quant.BLOCK_TYPES`: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K) stay in their blocks as
+    :class:`core_model.quant.PackedWeight`; every other tensor (norms, F16/BF16, other K-quants) is dequantised.
     """
     import numpy as np
     from gguf.quants import dequantize
@@ -287,7 +287,8 @@ def gguf_tensors(reader: Any, path: Path, packed: bool = False) -> dict[str, Any
         name = _gguf_name(t.name, path)
         shape = tuple(int(x) for x in reversed(t.shape))  # GGUF lists dims fastest-first
         kind = t.tensor_type.name
-        if packed and kind in BLOCK_TYPES and len(shape) == 2 and name.endswith("weight") and "norm" not in name:
+        if packed and kind in BLOCK_TYPES and len(shape) == 2 and name.endswith("weight") and "norm" not in name \
+                and shape[1] % BLOCK_TYPES[kind][1] == 0:
             blocks = torch.from_numpy(np.array(t.data, dtype=np.uint8, copy=True))  # own, writable copy
             sd[name] = PackedWeight(kind, blocks.reshape(shape[0], -1), shape)  # type: ignore[arg-type]
             continue

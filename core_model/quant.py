@@ -31,9 +31,11 @@ from .errors import KernelUnavailableError, WeightsFormatError
 
 log = logging.getLogger(__name__)
 
-QK = 32  # weights per block in every supported type
-#: GGUF block type -> (GGML type id used by the C kernels, bytes per block of 32 weights)
-BLOCK_TYPES: dict[str, tuple[int, int]] = {"Q4_0": (2, 18), "Q4_1": (3, 20), "Q8_0": (8, 34)}
+#: GGUF block type -> (GGML type id used by the C kernels, weights per block, bytes per block)
+BLOCK_TYPES: dict[str, tuple[int, int, int]] = {
+    "Q4_0": (2, 32, 18), "Q4_1": (3, 32, 20), "Q8_0": (8, 32, 34),  # the classic types
+    "Q4_K": (12, 256, 144), "Q6_K": (14, 256, 210),  # K-quants: Q4_K_M / Q4_K_S files are mostly these two
+}
 SOURCE = Path(__file__).with_name("kernels") / "gguf_blocks.c"
 _ABI = 1
 _COMPILE_TIMEOUT_S = 180
@@ -189,9 +191,10 @@ def _check(rc: int, what: str) -> None:
 
 # ----------------------------------------------------------------------------------------------- packed weights
 class PackedWeight:
-    """One frozen (out_features, in_features) weight matrix in its GGUF blocks (Q4_0, Q4_1 or Q8_0).
+    """One frozen (out_features, in_features) weight matrix in its GGUF blocks (a type of :data:`BLOCK_TYPES`).
 
-    ``blocks``: uint8 (out_features, in_features // 32 * bytes_per_block), the GGUF tensor data as stored.
+    ``blocks``: uint8 (out_features, in_features // weights_per_block * bytes_per_block), the GGUF tensor data as
+    stored.
     """
 
     __slots__ = ("kind", "blocks", "shape", "_type")
@@ -200,12 +203,12 @@ class PackedWeight:
         if kind not in BLOCK_TYPES:
             raise WeightsFormatError(f"block type {kind!r} is not supported (supported: {sorted(BLOCK_TYPES)})")
         n, k = (int(s) for s in shape)
-        type_id, nbytes = BLOCK_TYPES[kind]
-        if k % QK:
-            raise WeightsFormatError(f"{kind} rows must be a multiple of {QK} wide, got {k}")
-        if blocks.dtype != torch.uint8 or tuple(blocks.shape) != (n, k // QK * nbytes):
+        type_id, per_block, nbytes = BLOCK_TYPES[kind]
+        if k % per_block:
+            raise WeightsFormatError(f"{kind} rows must be a multiple of {per_block} wide, got {k}")
+        if blocks.dtype != torch.uint8 or tuple(blocks.shape) != (n, k // per_block * nbytes):
             raise WeightsFormatError(f"{kind} blocks for a {n}x{k} matrix must be uint8 of shape "
-                                     f"{(n, k // QK * nbytes)}, got {blocks.dtype} {tuple(blocks.shape)}")
+                                     f"{(n, k // per_block * nbytes)}, got {blocks.dtype} {tuple(blocks.shape)}")
         if blocks.device.type != "cpu":
             raise WeightsFormatError("packed GGUF weights live on the CPU; load with weights='dense' for "
                                      f"{blocks.device.type}")

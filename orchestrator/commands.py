@@ -78,9 +78,9 @@ def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None
     g.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     g.add_argument("--dtype", default="auto", help="float32, bfloat16, float16 or auto (default)")
     g.add_argument("--weights", default="auto", choices=["auto", "dense", "packed"],
-                   help="base weights in memory: auto (default) keeps a GGUF's Q4_0/Q4_1/Q8_0 blocks on the CPU "
-                        "(same values, several times faster decode; builds a small C kernel once), dense "
-                        "dequantises to --dtype, packed insists on the blocks")
+                   help="base weights in memory: auto (default) keeps a GGUF's quantised blocks (Q4_0/Q4_1/Q8_0/"
+                        "Q4_K/Q6_K) on the CPU (same values, several times faster decode; builds a small C kernel "
+                        "once), dense dequantises to --dtype, packed insists on the blocks")
     g.add_argument("--experts", default="auto", help=_EXPERTS_HELP)
     g.add_argument("--expert-timeout", type=float, default=30.0, help="seconds per expert (default 30)")
     g.add_argument("--detection-weights", default=None,

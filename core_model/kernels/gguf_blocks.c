@@ -10,10 +10,14 @@
  * threads instead of competing with them. Portable C: GCC/Clang vector extensions sized to the machine's
  * registers (16 floats with AVX-512, 8 with AVX, 4 otherwise), no intrinsics.
  *
- * Row layout (GGML, one row = K/32 blocks, little-endian):
- *   Q4_0: fp16 d, 16 bytes of nibbles           w[j] = d*(lo_j - 8), w[j+16] = d*(hi_j - 8)      18 bytes
- *   Q4_1: fp16 d, fp16 m, 16 bytes of nibbles   w[j] = d*lo_j + m,   w[j+16] = d*hi_j + m        20 bytes
- *   Q8_0: fp16 d, 32 int8                       w[j] = d*q_j                                      34 bytes
+ * Row layout (GGML, little-endian). The kernels walk every type in sub-blocks of 32 weights (index g along K):
+ *   Q4_0: 32 weights, 18 bytes: fp16 d, 16 bytes of nibbles     w[j] = d*(lo_j - 8), w[j+16] = d*(hi_j - 8)
+ *   Q4_1: 32 weights, 20 bytes: fp16 d, fp16 m, 16 nibble bytes w[j] = d*lo_j + m,   w[j+16] = d*hi_j + m
+ *   Q8_0: 32 weights, 34 bytes: fp16 d, 32 int8                 w[j] = d*q_j
+ *   Q4_K: 256 weights, 144 bytes: fp16 d, fp16 dmin, 12 bytes of 6-bit (scale, min) for 8 sub-blocks, 128 nibble
+ *         bytes (sub-blocks 2i, 2i+1 = low, high nibbles of bytes 32i..32i+31)   w = (d*sc)*q - dmin*mn
+ *   Q6_K: 256 weights, 210 bytes: 128 bytes low nibbles, 64 bytes 2-bit highs, 16 int8 scales (one per 16
+ *         weights), fp16 d                                                       w = (d*sc)*(q - 32)
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,7 +28,7 @@
 #define MB 4              /* activation rows per pass over a weight row in the few-rows kernel */
 #define GEMM_FROM_ROWS 16 /* from this many activation rows on, unpack weight rows once and reuse them */
 
-enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8 }; /* GGML type ids */
+enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q6_K = 14 }; /* GGML type ids */
 
 #if defined(__AVX512F__)
 #define VL 16
@@ -81,22 +85,92 @@ AI float hsum(vf v) { /* pairwise: log2(VL) dependent adds */
     return s[0];
 }
 
-static int block_bytes(int type) {
+static int block_bytes(int type) { /* bytes per block (a super-block of 256 weights for the K types) */
     switch (type) {
     case T_Q4_0: return 18;
     case T_Q4_1: return 20;
     case T_Q8_0: return 34;
+    case T_Q4_K: return 144;
+    case T_Q6_K: return 210;
     default: return 0;
     }
 }
+static int block_weights(int type) { return type == T_Q4_K || type == T_Q6_K ? 256 : QK; }
+static int64_t row_bytes(int type, int64_t K) { return K / block_weights(type) * block_bytes(type); }
 
-/* One block as NV vectors of VL weights, before the Q4_1 offset: w[v*VL + i] = out[v][i] + *m (m = 0 for the
- * other types). Nibbles: weights 0..15 are the low halves of bytes 0..15, weights 16..31 the high halves. */
-AI void unpack(int type, const uint8_t *b, vf out[NV], float *m) {
+/* VL bytes from p as lanes of (byte >> shift) & mask. Shifts are done in 16-bit lanes (VL 16) or in one integer
+ * register (narrower): x86 has no byte shift and compilers scalarise one; the final byte-vector mask also keeps
+ * GCC from scalarising the widening that follows (measured: 14 -> 7 cycles per Q4_1 block with AVX2). With
+ * shift + bits(mask) <= 8 no bit crosses into a neighbouring byte's result. */
+AI vu8 load_bits(const uint8_t *p, int shift, uint8_t mask) {
+#if VL == 16
+    v16u8 raw; memcpy(&raw, p, 16);
+    return (v16u8)((v8u16)raw >> shift) & mask;
+#else
+#if VL == 8
+    uint64_t u;
+#else
+    uint32_t u;
+#endif
+    memcpy(&u, p, VL);
+    u >>= shift;
+    vu8 q; memcpy(&q, &u, VL);
+    return q & mask;
+#endif
+}
+
+AI vu8 shl4(vu8 q) { /* q << 4 for bytes below 16 (same reason as above) */
+#if VL == 16
+    return (v16u8)((v8u16)q << 4);
+#else
+#if VL == 8
+    uint64_t u;
+#else
+    uint32_t u;
+#endif
+    memcpy(&u, &q, VL);
+    u <<= 4;
+    memcpy(&q, &u, VL);
+    return q;
+#endif
+}
+
+/* Sub-block g of a row (weights 32g..32g+31) as NV vectors of VL weights, before the offset: w[v*VL + i] =
+ * out[v][i] + *m (m = 0 except for Q4_1 and Q4_K). Every value is computed with the same operations and roundings
+ * as gguf-py's dequantize. */
+AI void unpack(int type, const uint8_t *row, int64_t g, vf out[NV], float *m) {
+    if (type == T_Q4_K) {
+        const uint8_t *b = row + (g >> 3) * 144, *sc = b + 4;
+        const int j = (int)(g & 7);
+        int s, mn; /* 6-bit scale and min of sub-block j */
+        if (j < 4) {
+            s = sc[j] & 63; mn = sc[j + 4] & 63;
+        } else {
+            s = (sc[j + 4] & 15) | ((sc[j - 4] >> 6) << 4); mn = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+        }
+        const float d = h2f(b) * (float)s;
+        for (int v = 0; v < NV; v++) out[v] = TOF(load_bits(b + 16 + (j >> 1) * 32 + v * VL, (j & 1) * 4, 15)) * d;
+        *m = -(h2f(b + 2) * (float)mn);
+        return;
+    }
+    if (type == T_Q6_K) {
+        const uint8_t *b = row + (g >> 3) * 210;
+        const int j = (int)(g & 7), h = j >> 2, l = j & 3;
+        const float d = h2f(b + 208);
+        const int8_t *sc = (const int8_t *)(b + 192) + 2 * j; /* two scales: weights 0..15 and 16..31 */
+        for (int v = 0; v < NV; v++) {
+            const vu8 lo = load_bits(b + 64 * h + (l & 1) * 32 + v * VL, (l >> 1) * 4, 15);
+            const vu8 hi = load_bits(b + 128 + 32 * h + v * VL, 2 * l, 3);
+            out[v] = (TOF(lo | shl4(hi)) - 32.f) * (d * (float)sc[v * VL / 16]);
+        }
+        *m = 0.f;
+        return;
+    }
+    const uint8_t *b = row + g * block_bytes(type);
     const float d = h2f(b);
     if (type == T_Q8_0) {
         for (int v = 0; v < NV; v++) {
-            /* a real vector op before the widening keeps GCC from scalarising it (measured 4x on the LM head);
+            /* a vector op before the widening keeps GCC from scalarising it (measured 4x on the LM head);
              * the flipped sign bit makes the bytes q + 128, undone exactly in float */
             vu8 q; memcpy(&q, b + 2 + v * VL, VL);
             q ^= 0x80;
@@ -106,28 +180,8 @@ AI void unpack(int type, const uint8_t *b, vf out[NV], float *m) {
         return;
     }
     const uint8_t *qs = b + (type == T_Q4_1 ? 4 : 2);
-#if VL == 16
-    /* high nibbles by a shift in 16-bit lanes: x86 has no byte shift, and compilers scalarise one */
-    v16u8 raw; memcpy(&raw, qs, 16);
-    const vu8 nib[2] = {raw & 15, (v16u8)((v8u16)raw >> 4) & 15};
-#endif
-    for (int v = 0; v < NV; v++) {
-        vu8 q;
-#if VL == 16
-        q = nib[v];
-#else
-        /* VL bytes as one integer, shifted there for the high nibbles; the vector mask afterwards keeps GCC from
-         * scalarising the widening (measured: 14 -> 5 cycles per block with AVX2) */
-#if VL == 8
-        uint64_t u;
-#else
-        uint32_t u;
-#endif
-        memcpy(&u, qs + (v % (NV / 2)) * VL, VL);
-        if (v >= NV / 2) u >>= 4;
-        memcpy(&q, &u, VL);
-        q &= 15;
-#endif
+    for (int v = 0; v < NV; v++) { /* weights 0..15: low nibbles of bytes 0..15; 16..31: their high nibbles */
+        const vu8 q = load_bits(qs + (v % (NV / 2)) * VL, v < NV / 2 ? 0 : 4, 15);
         /* Q4_0 is d * (q - 8): the same exact steps and single rounding as the reference */
         out[v] = type == T_Q4_0 ? (TOF(q) - 8.f) * d : TOF(q) * d;
     }
@@ -137,18 +191,17 @@ AI void unpack(int type, const uint8_t *b, vf out[NV], float *m) {
 /* One row of K weights as float32 into out. With exact != 0 the offset is added behind a call boundary, so the
  * compiler cannot fuse d*q + m into one multiply-add and the values round exactly like the reference (gguf-py:
  * (d*q) + m); the products do not need that and take the inlined, possibly fused, form. */
-static __attribute__((noinline)) void unpack_call(int type, const uint8_t *b, vf out[NV], float *m) {
-    unpack(type, b, out, m);
+static __attribute__((noinline)) void unpack_call(int type, const uint8_t *row, int64_t g, vf out[NV], float *m) {
+    unpack(type, row, g, out, m);
 }
 
 AI void unpack_row(int type, const uint8_t *row, int64_t K, float *out, const int exact) {
-    const int bs = block_bytes(type);
     for (int64_t g = 0; g < K / QK; g++) {
         vf w[NV]; float mn;
         if (exact)
-            unpack_call(type, row + g * bs, w, &mn);
+            unpack_call(type, row, g, w, &mn);
         else
-            unpack(type, row + g * bs, w, &mn);
+            unpack(type, row, g, w, &mn);
         for (int v = 0; v < NV; v++) {
             const vf t = w[v] + mn;
             memcpy(out + g * QK + v * VL, &t, sizeof t);
@@ -160,21 +213,21 @@ AI void unpack_row(int type, const uint8_t *row, int64_t K, float *out, const in
  * One weight row x M activation rows: y[m*ldy] = sum_k x[m*K + k] * W[k]. Two accumulator chains per row; the
  * Q4_1 offset term m_g * sum(x over block g) uses the precomputed block sums xs[m*G + g]. (Tiles of 2-4 weight
  * rows sharing the activation loads were measured slower: 4.6 vs 3.2 ms per SmolLM2 token of layer products.) */
-AI void row_dot(int type, const uint8_t *row, int64_t G, int bs, const float *x, int64_t K, const float *xs,
-                const int M, float *y, int64_t ldy) {
+AI void row_dot(int type, const uint8_t *row, int64_t G, const float *x, int64_t K, const float *xs, const int M,
+                float *y, int64_t ldy) {
     vf a0[MB], a1[MB];
     float off[MB];
     for (int m = 0; m < M; m++) { a0[m] = (vf){0}; a1[m] = (vf){0}; off[m] = 0.f; }
     for (int64_t g = 0; g < G; g++) {
         vf w[NV]; float mn;
-        unpack(type, row + g * bs, w, &mn);
+        unpack(type, row, g, w, &mn);
         for (int m = 0; m < M; m++) {
             const float *xm = x + m * K + g * QK;
             for (int v = 0; v < NV; v += 2) {
                 a0[m] += w[v] * loadv(xm + v * VL);
                 a1[m] += w[v + 1] * loadv(xm + (v + 1) * VL);
             }
-            if (type == T_Q4_1) off[m] += mn * xs[m * G + g];
+            if (type == T_Q4_1 || type == T_Q4_K) off[m] += mn * xs[m * G + g];
         }
     }
     for (int m = 0; m < M; m++) y[m * ldy] = hsum(a0[m] + a1[m]) + off[m];
@@ -183,17 +236,16 @@ AI void row_dot(int type, const uint8_t *row, int64_t G, int bs, const float *x,
 /* Rows [n0, n1) for all M activation rows, MB at a time (the weight row stays in L1 between passes). */
 AI void rows_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const float *x, int64_t M,
                    const float *xs, float *y, int64_t N) {
-    const int bs = block_bytes(type);
-    const int64_t G = K / QK, rb = G * bs;
+    const int64_t G = K / QK, rb = row_bytes(type, K);
     for (int64_t n = n0; n < n1; n++)
         for (int64_t m0 = 0; m0 < M; m0 += MB) {
             const float *xm = x + m0 * K, *xsm = xs + m0 * G;
             float *yn = y + m0 * N + n;
             switch (M - m0 < MB ? M - m0 : MB) {
-            case 1: row_dot(type, w + n * rb, G, bs, xm, K, xsm, 1, yn, N); break;
-            case 2: row_dot(type, w + n * rb, G, bs, xm, K, xsm, 2, yn, N); break;
-            case 3: row_dot(type, w + n * rb, G, bs, xm, K, xsm, 3, yn, N); break;
-            default: row_dot(type, w + n * rb, G, bs, xm, K, xsm, 4, yn, N); break;
+            case 1: row_dot(type, w + n * rb, G, xm, K, xsm, 1, yn, N); break;
+            case 2: row_dot(type, w + n * rb, G, xm, K, xsm, 2, yn, N); break;
+            case 3: row_dot(type, w + n * rb, G, xm, K, xsm, 3, yn, N); break;
+            default: row_dot(type, w + n * rb, G, xm, K, xsm, 4, yn, N); break;
             }
         }
 }
@@ -207,6 +259,8 @@ AI void rows_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K
 ROWS_RANGE(T_Q4_0)
 ROWS_RANGE(T_Q4_1)
 ROWS_RANGE(T_Q8_0)
+ROWS_RANGE(T_Q4_K)
+ROWS_RANGE(T_Q6_K)
 
 /* ---- many activation rows (prefill): unpack NR weight rows into a small buffer, then a register-blocked
  * MR x NR micro-kernel of dot products over K. Unpacking a block once per few activation rows costs as much as
@@ -243,7 +297,7 @@ static void micro_any(const float *x, const float *wb, int64_t K, int mr, int nr
 /* rows [n0, n1) of y = x @ W^T for any M; wb: NR*K floats of scratch */
 static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const float *x, int64_t M,
                        float *y, int64_t N, float *wb) {
-    const int64_t rb = K / QK * block_bytes(type);
+    const int64_t rb = row_bytes(type, K);
     for (int64_t n = n0; n < n1; n += NR) {
         const int nr = n1 - n < NR ? (int)(n1 - n) : NR;
         for (int r = 0; r < nr; r++) unpack_row(type, w + (n + r) * rb, K, wb + r * K, 0);
@@ -257,7 +311,7 @@ int lav2_abi_version(void) { return LAV2_ABI; }
 
 /* y (M x N) = x (M x K) @ W^T, W given as N rows of GGUF blocks; nt threads. 0 on success. */
 int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, int64_t M, float *y, int nt) {
-    if (!block_bytes(type) || K % QK || N < 0 || M < 0) return -1;
+    if (!block_bytes(type) || K % block_weights(type) || N < 0 || M < 0) return -1;
     const int64_t G = K / QK;
     const int gemm = M >= GEMM_FROM_ROWS;
     float *xs = NULL;
@@ -272,7 +326,8 @@ int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, in
             }
     }
     void (*rows)(const uint8_t *, int64_t, int64_t, int64_t, const float *, int64_t, const float *, float *,
-                 int64_t) = type == T_Q4_0 ? rows_T_Q4_0 : type == T_Q4_1 ? rows_T_Q4_1 : rows_T_Q8_0;
+                 int64_t) = type == T_Q4_0 ? rows_T_Q4_0 : type == T_Q4_1 ? rows_T_Q4_1 : type == T_Q8_0 ? rows_T_Q8_0
+                           : type == T_Q4_K ? rows_T_Q4_K : rows_T_Q6_K;
     int failed = 0;
     /* one contiguous chunk of rows per thread: each thread streams its own part of W */
     const int threads = nt > 1 && N >= 64 ? nt : 1;
@@ -295,9 +350,8 @@ int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, in
 
 /* out (N x K) = the float32 values of the blocks (equal to gguf-py's dequantize). */
 int lav2_dequant(int type, const uint8_t *w, int64_t N, int64_t K, float *out, int nt) {
-    const int bs = block_bytes(type);
-    if (!bs || K % QK || N < 0) return -1;
-    const int64_t rb = K / QK * bs;
+    if (!block_bytes(type) || K % block_weights(type) || N < 0) return -1;
+    const int64_t rb = row_bytes(type, K);
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N >= 64)
     for (int64_t n = 0; n < N; n++) unpack_row(type, w + n * rb, K, out + n * K, 1);
     return 0;
@@ -305,11 +359,10 @@ int lav2_dequant(int type, const uint8_t *w, int64_t N, int64_t K, float *out, i
 
 /* out (n x K) = rows ids[0..n) of W (an embedding lookup). -3 if an id is out of range. */
 int lav2_rows(int type, const uint8_t *w, int64_t N, int64_t K, const int64_t *ids, int64_t n, float *out) {
-    const int bs = block_bytes(type);
-    if (!bs || K % QK) return -1;
+    if (!block_bytes(type) || K % block_weights(type)) return -1;
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= N) return -3;
-    const int64_t rb = K / QK * bs;
+    const int64_t rb = row_bytes(type, K);
     for (int64_t i = 0; i < n; i++) unpack_row(type, w + ids[i] * rb, K, out + i * K, 1);
     return 0;
 }

@@ -11,12 +11,40 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MERGES = ["h e", "l l", "he ll"]
 
 #: the block type of each matrix in :func:`write_tiny_gguf` (norms are F32); ``wv`` stays F16 so a packed load
-#: has one dense matrix too, the way K-quant or F16 tensors of real files stay dense.
+#: has one dense matrix too, the way F16/BF16 and other unsupported tensors of real files stay dense.
 LAYOUT = {"attn_q": "Q4_1", "attn_k": "Q4_1", "attn_v": "F16", "attn_output": "Q4_0",
           "ffn_gate": "Q4_1", "ffn_up": "Q8_0", "ffn_down": "Q4_0"}
 
 TINY = ModelConfig("tiny-gguf", vocab_size=320, dim=64, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=128,
                    norm_eps=1e-5, rope_theta=10000.0, max_seq_len=256)
+#: K-quants need rows of 256: the layout of a Q4_K_M file (Q4_K matrices, Q6_K for some, Q6_K head)
+TINY_K = ModelConfig("tiny-gguf-k", vocab_size=320, dim=256, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=512,
+                     norm_eps=1e-5, rope_theta=10000.0, max_seq_len=256)
+LAYOUT_K = {"attn_q": "Q4_K", "attn_k": "Q4_K", "attn_v": "Q6_K", "attn_output": "Q4_K", "ffn_gate": "Q4_K",
+            "ffn_up": "Q4_K", "ffn_down": "Q6_K", "token_embd": "Q6_K", "output": "Q6_K"}
+
+
+#: where the fp16 super-block scales sit in K-quant blocks. gguf-py cannot quantise to K-quants, so their test
+#: data is random bytes with finite, small scales (every byte pattern of the rest is a valid block).
+_K_SCALES = {"Q4_K": (0, 2), "Q6_K": (208,)}
+_K_RANGE = {"Q4_K": 63 * 15, "Q6_K": 127 * 32}  # largest |sub-block scale x quant|: weights stay near ``scale``
+
+
+def random_blocks(kind: str, n: int, k: int, rng: np.random.Generator, scale: float) -> np.ndarray:
+    """An (n, k) matrix in GGUF ``kind`` blocks (uint8, one row of blocks per matrix row)."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    if kind not in _K_SCALES:
+        return quantize((scale * rng.standard_normal((n, k))).astype(np.float32), GGMLQuantizationType[kind])
+    from core_model.quant import BLOCK_TYPES
+
+    _, per_block, nbytes = BLOCK_TYPES[kind]
+    blocks = rng.integers(0, 256, (n, k // per_block, nbytes), dtype=np.uint8)
+    for at in _K_SCALES[kind]:
+        d = (scale / _K_RANGE[kind] * rng.uniform(0.5, 1.5, (n, k // per_block))).astype(np.float16)
+        blocks[:, :, at:at + 2] = d.view(np.uint8).reshape(n, k // per_block, 2)
+    return blocks.reshape(n, -1)
 
 
 def _vocab(size: int) -> tuple[list[str], list[int]]:
@@ -35,9 +63,8 @@ def write_tiny_gguf(path: Path, cfg: ModelConfig = TINY, *, tied: bool = True, s
                     layout: dict[str, str] | None = None) -> Path:
     """A random-weight GGUF of ``cfg`` whose matrices are quantised per ``layout`` (default :data:`LAYOUT`)."""
     from gguf import GGMLQuantizationType, GGUFWriter
-    from gguf.quants import quantize
 
-    layout = {**LAYOUT, **(layout or {})}
+    layout = {"token_embd": "Q8_0", "output": "Q4_1", **LAYOUT, **(layout or {})}
     rng = np.random.default_rng(seed)
     w = GGUFWriter(str(path), "llama")
     w.add_context_length(cfg.max_seq_len)
@@ -62,12 +89,13 @@ def write_tiny_gguf(path: Path, cfg: ModelConfig = TINY, *, tied: bool = True, s
         if kind == "F32":
             w.add_tensor(name, (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32))
             return
-        arr = (scale * rng.standard_normal(shape)).astype(np.float32)
-        qtype = GGMLQuantizationType[kind]
-        w.add_tensor(name, quantize(arr, qtype), raw_dtype=qtype)
+        if kind == "F16":
+            w.add_tensor(name, (scale * rng.standard_normal(shape)).astype(np.float16))
+            return
+        w.add_tensor(name, random_blocks(kind, shape[0], shape[1], rng, scale), raw_dtype=GGMLQuantizationType[kind])
 
     kv = cfg.kv_dim
-    add("token_embd.weight", (cfg.vocab_size, cfg.dim), "Q8_0", scale=0.5)
+    add("token_embd.weight", (cfg.vocab_size, cfg.dim), layout["token_embd"], scale=0.5)
     for i in range(cfg.n_layers):
         shapes = {"attn_q": (cfg.dim, cfg.dim), "attn_k": (kv, cfg.dim), "attn_v": (kv, cfg.dim),
                   "attn_output": (cfg.dim, cfg.dim), "ffn_gate": (cfg.ffn_dim, cfg.dim),
@@ -78,7 +106,7 @@ def write_tiny_gguf(path: Path, cfg: ModelConfig = TINY, *, tied: bool = True, s
         add(f"blk.{i}.ffn_norm.weight", (cfg.dim,), "F32")
     add("output_norm.weight", (cfg.dim,), "F32")
     if not tied:
-        add("output.weight", (cfg.vocab_size, cfg.dim), "Q4_1", scale=0.5)
+        add("output.weight", (cfg.vocab_size, cfg.dim), layout["output"], scale=0.5)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

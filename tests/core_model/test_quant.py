@@ -13,7 +13,7 @@ from core_model import ConfigError, KernelUnavailableError, WeightsFormatError, 
 from core_model import quant
 from core_model.quant import BLOCK_TYPES, PackedWeight, build_kernels, kernels
 
-from .gguf_files import write_tiny_gguf
+from .gguf_files import LAYOUT_K, TINY_K, random_blocks, write_tiny_gguf
 
 gguf = pytest.importorskip("gguf")
 from gguf import GGMLQuantizationType  # noqa: E402
@@ -23,12 +23,14 @@ KINDS = sorted(BLOCK_TYPES)
 
 
 def packed(kind: str, n: int, k: int, seed: int = 0, scale: float = 0.1) -> tuple[PackedWeight, torch.Tensor]:
-    """Random weights quantised by gguf-py: (the packed matrix, its float32 values per gguf-py)."""
-    rng = np.random.default_rng(seed)
-    w = (scale * rng.standard_normal((n, k))).astype(np.float32)
-    blocks = quantize(w, GGMLQuantizationType[kind])
+    """A random matrix in ``kind`` blocks: (the packed matrix, its float32 values per gguf-py's dequantize)."""
+    blocks = random_blocks(kind, n, k, np.random.default_rng(seed), scale)
     values = torch.from_numpy(dequantize(blocks, GGMLQuantizationType[kind]).reshape(n, k).copy())
     return PackedWeight(kind, torch.from_numpy(blocks.copy()), (n, k)), values
+
+
+def width(kind: str, blocks: int) -> int:
+    return blocks * BLOCK_TYPES[kind][1]
 
 
 def assert_product_close(y: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> None:
@@ -41,16 +43,18 @@ def assert_product_close(y: torch.Tensor, x: torch.Tensor, w: torch.Tensor) -> N
 # ============================================================================================ kernels
 @pytest.mark.parametrize("kind", KINDS)
 def test_dequantize_equals_gguf_py_exactly(kind):
-    w, values = packed(kind, 37, 96)
+    w, values = packed(kind, 37, width(kind, 3))
     assert torch.equal(w.dequantize(), values)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 15, 16, 17, 33])
 def test_products_equal_the_dequantised_matrix(kind, rows):
-    # 70 output rows: threads split them unevenly; 160 inputs: 5 blocks. 16+ rows take the tiled path.
-    w, values = packed(kind, 70, 160, seed=rows)
-    x = torch.randn(rows, 160, generator=torch.Generator().manual_seed(rows))
+    # 70 output rows: threads split them unevenly; 5 blocks (2 super-blocks for K-quants) per row. 16+ rows take
+    # the tiled path.
+    k = width(kind, 5 if BLOCK_TYPES[kind][1] == 32 else 2)
+    w, values = packed(kind, 70, k, seed=rows)
+    x = torch.randn(rows, k, generator=torch.Generator().manual_seed(rows))
     assert_product_close(w.linear(x), x, values)
     bias = torch.randn(70)
     torch.testing.assert_close(w.linear(x, bias), w.linear(x) + bias, rtol=0, atol=0)
@@ -94,7 +98,7 @@ def test_thread_count_does_not_change_results():
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_embedding_rows_are_exact(kind):
-    w, values = packed(kind, 50, 64, scale=1.0)
+    w, values = packed(kind, 50, width(kind, 2), scale=1.0)
     ids = torch.tensor([[0, 49, 7], [7, 7, 3]])
     assert torch.equal(w.embedding(ids), values[ids])
     with pytest.raises(IndexError, match="out of range"):
@@ -122,9 +126,11 @@ def test_bad_inputs_raise_typed_errors():
     with pytest.raises(WeightsFormatError, match="on the CPU"):
         w.linear(torch.randn(1, 64, device="meta"))
     with pytest.raises(WeightsFormatError, match="not supported"):
-        PackedWeight("Q6_K", w.blocks, (8, 64))
+        PackedWeight("Q5_K", w.blocks, (8, 64))
     with pytest.raises(WeightsFormatError, match="multiple of 32"):
         PackedWeight("Q8_0", torch.zeros(8, 34, dtype=torch.uint8), (8, 48))
+    with pytest.raises(WeightsFormatError, match="multiple of 256"):
+        PackedWeight("Q4_K", torch.zeros(8, 144, dtype=torch.uint8), (8, 128))
     with pytest.raises(WeightsFormatError, match="must be uint8 of shape"):
         PackedWeight("Q4_1", w.blocks, (8, 64))  # Q8_0 bytes read as Q4_1
 
@@ -192,6 +198,20 @@ def test_packed_model_matches_the_dense_model(tiny_files, cache, head):
     for prompt, one in zip(prompts, batched):
         assert one.token_ids == d.generate(prompt, max_new_tokens=12).token_ids
         assert one.token_ids == p.generate(prompt, max_new_tokens=12).token_ids
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_k_quant_gguf_runs_packed_and_matches_dense(tmp_path, cache, tied):
+    """A Q4_K_M-style file (Q4_K matrices, Q6_K for some and the head) keeps every matrix in its blocks."""
+    path = write_tiny_gguf(tmp_path / "k.gguf", TINY_K, tied=tied, layout=LAYOUT_K)
+    p = load_model(path, device="cpu", weights="packed")
+    d = load_model(path, device="cpu", dtype="float32", weights="dense")
+    assert p.describe()["weights"] == ("packed Q4_K x10, Q6_K x5" if tied else "packed Q4_K x10, Q6_K x6")
+    tokens = torch.randint(0, 320, (2, 24), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(p.llm(tokens), d.llm(tokens), rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(p.llm(tokens[:1, :3]), d.llm(tokens[:1, :3]), rtol=1e-5, atol=1e-4)
+    assert p.generate("hello", max_new_tokens=8).token_ids == d.generate("hello", max_new_tokens=8).token_ids
 
 
 def test_packed_form_is_cached_and_reused(tiny_files, cache, monkeypatch):
