@@ -287,8 +287,7 @@ def gguf_tensors(reader: Any, path: Path, packed: bool = False) -> dict[str, Any
         name = _gguf_name(t.name, path)
         shape = tuple(int(x) for x in reversed(t.shape))  # GGUF lists dims fastest-first
         kind = t.tensor_type.name
-        if packed and kind in BLOCK_TYPES and len(shape) == 2 and name.endswith("weight") and "norm" not in name \
-                and shape[1] % BLOCK_TYPES[kind][1] == 0:
+        if packed and kind in BLOCK_TYPES and len(shape) == 2 and name.endswith("weight") and "norm" not in name:
             blocks = torch.from_numpy(np.array(t.data, dtype=np.uint8, copy=True))  # own, writable copy
             sd[name] = PackedWeight(kind, blocks.reshape(shape[0], -1), shape)  # type: ignore[arg-type]
             continue
