@@ -48,6 +48,11 @@ typedef int32_t vi __attribute__((vector_size(VL * 4)));
 typedef uint8_t vu8 __attribute__((vector_size(VL)));
 typedef uint8_t v16u8 __attribute__((vector_size(16)));
 typedef uint16_t v8u16 __attribute__((vector_size(16)));
+#if VL == 8
+typedef uint64_t word_t; /* VL bytes in one integer register, for byte shifts on narrow vectors */
+#elif VL == 4
+typedef uint32_t word_t;
+#endif
 
 /* bytes -> float lanes; the int32 step makes compilers emit one widening move instead of scalar extracts */
 #define TOF(v) __builtin_convertvector(__builtin_convertvector((v), vi), vf)
@@ -107,11 +112,7 @@ AI vu8 load_bits(const uint8_t *p, int shift, uint8_t mask) {
     v16u8 raw; memcpy(&raw, p, 16);
     return (v16u8)((v8u16)raw >> shift) & mask;
 #else
-#if VL == 8
-    uint64_t u;
-#else
-    uint32_t u;
-#endif
+    word_t u;
     memcpy(&u, p, VL);
     u >>= shift;
     vu8 q; memcpy(&q, &u, VL);
@@ -123,11 +124,7 @@ AI vu8 shl4(vu8 q) { /* q << 4 for bytes below 16 (same reason as above) */
 #if VL == 16
     return (v16u8)((v8u16)q << 4);
 #else
-#if VL == 8
-    uint64_t u;
-#else
-    uint32_t u;
-#endif
+    word_t u;
     memcpy(&u, &q, VL);
     u <<= 4;
     memcpy(&q, &u, VL);
