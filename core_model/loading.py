@@ -331,13 +331,14 @@ class _GGUFFile:
             self._open = open_gguf(self.path)
         return self._open
 
-    def header(self) -> tuple[ModelConfig, Tokenizer, str]:
+    def header(self, tokenizer: Tokenizer | None = None) -> tuple[ModelConfig, Tokenizer, str]:
+        """(config, tokenizer, source kind); a given tokenizer is used as is, not read from the cache."""
         for directory, weights in ((self.packed_dir, "packed.safetensors"), (self.dense_dir, "model.safetensors")):
             if self._cached(directory, weights):
                 cfg = ModelConfig.from_dict(json.loads((directory / "lav2_model.json").read_text()))
-                return cfg, load_tokenizer(directory), "cache"
+                return cfg, tokenizer or load_tokenizer(directory), "cache"
         _, cfg, tok = self.opened()
-        return cfg, tok, "gguf"
+        return cfg, tokenizer or tok, "gguf"
 
     def load_dense(self) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
@@ -419,8 +420,8 @@ def resolve_gguf(path: Path, tokenizer: Tokenizer | None = None, use_cache: bool
     """A GGUF file, dense (dequantised to float32) or packed (the quantised blocks kept); each form is cached
     under ``cache_dir()/gguf`` after its first load, so later loads read safetensors instead of the GGUF."""
     f = _GGUFFile(path, use_cache)
-    cfg, tok, kind = f.header()
-    return BaseSource(kind, path, cfg, f.load_dense, tokenizer or tok, load_packed_tensors=f.load_packed)
+    cfg, tok, kind = f.header(tokenizer)
+    return BaseSource(kind, path, cfg, f.load_dense, tok, load_packed_tensors=f.load_packed)
 
 
 def write_cache(directory: Path, cfg: ModelConfig, sd: dict[str, torch.Tensor], tok: Tokenizer) -> None:
