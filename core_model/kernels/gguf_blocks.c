@@ -22,13 +22,17 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-#define LAV2_ABI 1
+#define LAV2_ABI 2
 #define QK 32
 #define MB 4              /* activation rows per pass over a weight row in the few-rows kernel */
 #define GEMM_FROM_ROWS 16 /* from this many activation rows on, unpack weight rows once and reuse them */
 
-enum { T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q6_K = 14 }; /* GGML type ids */
+enum { T_F32 = 0, T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q6_K = 14 }; /* GGML type ids */
 
 #if defined(__AVX512F__)
 #define VL 16
@@ -361,5 +365,280 @@ int lav2_rows(int type, const uint8_t *w, int64_t N, int64_t K, const int64_t *i
         if (ids[i] < 0 || ids[i] >= N) return -3;
     const int64_t rb = row_bytes(type, K);
     for (int64_t i = 0; i < n; i++) unpack_row(type, w + ids[i] * rb, K, out + i * K, 1);
+    return 0;
+}
+
+/* ==== one decode step of the whole decoder, in C (core_model/fastpath.py builds the plan and checks it covers
+ * the model; the torch path stays the reference). Why: at batch 1 a SmolLM2 token is ~30 layers x ~20 small torch
+ * ops; their dispatch cost more than the products themselves. Here a step is one call and one OpenMP parallel
+ * region; stages are separated by barriers, products use the same row kernels as lav2_mm (identical values).
+ *
+ * Each batch row b has its own rotary position rpos[b], writes its key/value at cache position wpos[b] and
+ * attends to cache positions kstart[b] .. wpos[b]; its cache rows start row_off[b] floats into every layer's
+ * k/v buffer (head stride kv_hs, position stride kv_ps). */
+typedef struct {
+    const uint8_t *w; /* GGUF blocks, n rows; or n x k float32 for type T_F32 (a matrix the file keeps dense) */
+    int32_t type;
+    int32_t mode;     /* 0: W x; 1: W x + b; 2: s * (W x + b); 3: W (s * x) + b */
+    int64_t n, k;
+    const float *bias, *scale;
+} lav2_lin;
+
+typedef struct {
+    const float *k, *v; /* prompt keys/values per head, no rotary: element (b, h, p, d) at */
+    int64_t P;          /* b*row_stride + h*head_stride + p*pos_stride + d */
+    int64_t row_stride, head_stride, pos_stride;
+    const float *gate;  /* n_heads factors: tanh(gate) (times new_gate) */
+} lav2_prompt;
+
+typedef struct {
+    lav2_lin wq, wk, wv, wo, w1, w2, w3;
+    const float *attn_norm, *ffn_norm;
+    float *kc, *vc;
+    int64_t n_prompts;
+    lav2_prompt prompts[2];
+} lav2_layer;
+
+typedef struct {
+    int64_t dim, n_heads, n_kv_heads, head_dim, ffn_dim, n_layers, max_keys;
+    float eps;
+    const lav2_layer *layers;
+    const float *norm;
+    lav2_lin head;      /* w == NULL: the step returns the final normed hidden state instead of logits */
+    const float *rope;  /* (positions, head_dim/2) of (cos, sin) */
+    int64_t rope_len, kv_hs, kv_ps;
+} lav2_model;
+
+typedef void (*rows_fn)(const uint8_t *, int64_t, int64_t, int64_t, const float *, int64_t, const float *, float *,
+                        int64_t);
+static rows_fn rows_for(int type) {
+    return type == T_Q4_0 ? rows_T_Q4_0 : type == T_Q4_1 ? rows_T_Q4_1 : type == T_Q8_0 ? rows_T_Q8_0
+         : type == T_Q4_K ? rows_T_Q4_K : rows_T_Q6_K;
+}
+
+static void span(int64_t total, int t, int nt, int64_t *lo, int64_t *hi) {
+    const int64_t chunk = (total + nt - 1) / nt;
+    *lo = t * chunk < total ? t * chunk : total;
+    *hi = *lo + chunk < total ? *lo + chunk : total;
+}
+
+static void block_sums(const float *x, int64_t M, int64_t K, float *xs) {
+    const int64_t G = K / QK;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t g = 0; g < G; g++) {
+            float s = 0.f;
+            for (int j = 0; j < QK; j++) s += x[m * K + g * QK + j];
+            xs[m * G + g] = s;
+        }
+}
+
+static void rms_norm(const float *x, const float *w, int64_t M, int64_t K, float eps, float *y) {
+    for (int64_t m = 0; m < M; m++) {
+        float ss = 0.f;
+        for (int64_t i = 0; i < K; i++) ss += x[m * K + i] * x[m * K + i];
+        const float r = 1.f / sqrtf(ss / (float)K + eps);
+        for (int64_t i = 0; i < K; i++) y[m * K + i] = x[m * K + i] * r * w[i];
+    }
+}
+
+/* the input of a linear: x itself, or s * x for mode 3 (into buf); xs: its block sums */
+AI float dot(const float *a, const float *b, int64_t D) {
+    int64_t i = 0;
+    float s = 0.f;
+    if (D % VL == 0) {
+        vf acc = (vf){0};
+        for (; i < D; i += VL) acc += loadv(a + i) * loadv(b + i);
+        return hsum(acc);
+    }
+    for (; i < D; i++) s += a[i] * b[i];
+    return s;
+}
+
+static const float *lin_input(const lav2_lin *L, const float *x, int64_t M, float *buf, float *xs) {
+    const float *in = x;
+    if (L->mode == 3) {
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t i = 0; i < L->k; i++) buf[m * L->k + i] = x[m * L->k + i] * L->scale[i];
+        in = buf;
+    }
+    if (M < GEMM_FROM_ROWS && L->type != T_F32) block_sums(in, M, L->k, xs);
+    return in;
+}
+
+/* rows [n0, n1) of y (ldy apart) = the linear of x (M rows), bias and scale applied */
+static void lin_rows(const lav2_lin *L, const float *x, const float *xs, int64_t M, int64_t n0, int64_t n1,
+                     float *y, int64_t ldy, float *wb) {
+    if (n0 >= n1) return;
+    if (L->type == T_F32) {
+        const float *w = (const float *)L->w;
+        for (int64_t n = n0; n < n1; n++)
+            for (int64_t m = 0; m < M; m++) y[m * ldy + n] = dot(x + m * L->k, w + n * L->k, L->k);
+    } else if (M >= GEMM_FROM_ROWS) gemm_range(L->type, L->w, n0, n1, L->k, x, M, y, ldy, wb);
+    else rows_for(L->type)(L->w, n0, n1, L->k, x, M, xs, y, ldy);
+    if (L->mode == 0) return;
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = n0; n < n1; n++) {
+            float v = y[m * ldy + n] + L->bias[n];
+            y[m * ldy + n] = L->mode == 2 ? v * L->scale[n] : v;
+        }
+}
+
+AI void axpy(float a, const float *x, float *y, int64_t D) { /* y += a * x */
+    int64_t i = 0;
+    if (D % VL == 0) {
+        const vf av = (vf){0} + a;
+        for (; i < D; i += VL) {
+            vf t = loadv(y + i) + av * loadv(x + i);
+            memcpy(y + i, &t, sizeof t);
+        }
+        return;
+    }
+    for (; i < D; i++) y[i] += a * x[i];
+}
+
+static void rope_apply(float *x, const float *cs, int64_t D) {
+    for (int64_t i = 0; i < D / 2; i++) {
+        const float a = x[2 * i], b = x[2 * i + 1], c = cs[2 * i], s = cs[2 * i + 1];
+        x[2 * i] = a * c - b * s;
+        x[2 * i + 1] = a * s + b * c;
+    }
+}
+
+/* softmax(q . keys / sqrt(D)) @ values over n keys (key j at k + j*ps), times factor, added to out */
+static void attend(const float *q, const float *k, const float *v, int64_t n, int64_t ps, int64_t D, float factor,
+                   float *sc, float *out) {
+    if (n <= 0) return;
+    const float scale = 1.f / sqrtf((float)D);
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        sc[j] = dot(q, k + j * ps, D) * scale;
+        if (sc[j] > mx) mx = sc[j];
+    }
+    float sum = 0.f;
+    for (int64_t j = 0; j < n; j++) { sc[j] = expf(sc[j] - mx); sum += sc[j]; }
+    const float inv = factor / sum;
+    for (int64_t j = 0; j < n; j++) axpy(sc[j] * inv, v + j * ps, out, D);
+}
+
+AI float silu(float x) { return x / (1.f + expf(-x)); }
+
+int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, const int64_t *wpos,
+                const int64_t *kstart, const int64_t *row_off, float *out, int nt) {
+    const int64_t dim = m->dim, H = m->n_heads, Hkv = m->n_kv_heads, D = m->head_dim, F = m->ffn_dim;
+    const int64_t qd = H * D, kvd = Hkv * D, rep = H / Hkv;
+    if (B <= 0 || H % Hkv || D % 2) return -1;
+    for (int64_t b = 0; b < B; b++)
+        if (rpos[b] < 0 || rpos[b] >= m->rope_len || wpos[b] < 0 || kstart[b] < 0 || kstart[b] > wpos[b]
+            || wpos[b] >= m->max_keys)
+            return -4;
+    const int64_t wide = F > dim ? (F > qd ? F : qd) : (dim > qd ? dim : qd);
+    const int64_t vocab = m->head.w ? m->head.n : 0;
+    const int64_t kmax = wide > vocab ? wide : vocab;
+    int64_t maxp = 0;
+    for (int64_t l = 0; l < m->n_layers; l++)
+        for (int64_t s = 0; s < m->layers[l].n_prompts; s++)
+            if (m->layers[l].prompts[s].P > maxp) maxp = m->layers[l].prompts[s].P;
+    const int threads = nt > 1 ? nt : 1;
+    /* workspace: xn, three linear inputs, block sums x3, qkv, att, gate, up, tmp; per thread: gemm tile + scores */
+    const size_t per_thread = (size_t)(NR * wide + (m->max_keys > maxp ? m->max_keys : maxp) + 16);
+    const size_t total = (size_t)B * (size_t)(dim + 3 * wide + 3 * (wide / QK + 1) + qd + 2 * kvd + qd + 2 * F + kmax)
+                       + (size_t)threads * per_thread;
+    float *ws = (float *)malloc(sizeof(float) * total);
+    if (!ws) return -2;
+    float *xn = ws, *in3 = xn + B * dim, *xs3 = in3 + 3 * B * wide, *q = xs3 + 3 * B * (wide / QK + 1);
+    float *kk = q + B * qd, *vv = kk + B * kvd, *att = vv + B * kvd, *g = att + B * qd, *u = g + B * F;
+    float *tmp = u + B * F, *thr = tmp + B * kmax;
+    const int64_t xsw = B * (wide / QK + 1);
+    const float *inq = NULL, *ink = NULL, *inv = NULL, *in_o = NULL, *in2 = NULL;
+
+    #pragma omp parallel num_threads(threads) if (threads > 1)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+        const int t = 0, nth = 1;
+#endif
+        float *wb = thr + t * per_thread, *sc = wb + NR * wide;
+        int64_t lo, hi;
+        for (int64_t l = 0; l < m->n_layers; l++) {
+            const lav2_layer *L = m->layers + l;
+            #pragma omp single
+            {
+                rms_norm(x, L->attn_norm, B, dim, m->eps, xn);
+                inq = lin_input(&L->wq, xn, B, in3, xs3);
+                ink = lin_input(&L->wk, xn, B, in3 + B * wide, xs3 + xsw);
+                inv = lin_input(&L->wv, xn, B, in3 + 2 * B * wide, xs3 + 2 * xsw);
+            }
+            /* q, k and v rows as one range split over the threads */
+            span(qd + 2 * kvd, t, nth, &lo, &hi);
+            lin_rows(&L->wq, inq, xs3, B, lo, hi < qd ? hi : qd, q, qd, wb);
+            lin_rows(&L->wk, ink, xs3 + xsw, B, lo - qd > 0 ? lo - qd : 0, hi - qd < kvd ? hi - qd : kvd, kk, kvd, wb);
+            lin_rows(&L->wv, inv, xs3 + 2 * xsw, B, lo - qd - kvd > 0 ? lo - qd - kvd : 0,
+                     hi - qd - kvd < kvd ? hi - qd - kvd : kvd, vv, kvd, wb);
+            #pragma omp barrier
+            /* one task per (row, kv head): rotate and store its key/value, then attend for the query heads
+             * that share it */
+            span(B * Hkv, t, nth, &lo, &hi);
+            for (int64_t task = lo; task < hi; task++) {
+                const int64_t b = task / Hkv, hk = task % Hkv;
+                const float *cs = m->rope + rpos[b] * D;
+                float *kd = L->kc + row_off[b] + hk * m->kv_hs, *vd = L->vc + row_off[b] + hk * m->kv_hs;
+                float *kn = kk + b * kvd + hk * D;
+                rope_apply(kn, cs, D);
+                memcpy(kd + wpos[b] * m->kv_ps, kn, sizeof(float) * D);
+                memcpy(vd + wpos[b] * m->kv_ps, vv + b * kvd + hk * D, sizeof(float) * D);
+                for (int64_t h = hk * rep; h < (hk + 1) * rep; h++) {
+                    float *qh = q + b * qd + h * D, *o = att + b * qd + h * D;
+                    rope_apply(qh, cs, D);
+                    memset(o, 0, sizeof(float) * D);
+                    attend(qh, kd + kstart[b] * m->kv_ps, vd + kstart[b] * m->kv_ps, wpos[b] - kstart[b] + 1,
+                           m->kv_ps, D, 1.f, sc, o);
+                    for (int64_t s = 0; s < L->n_prompts; s++) {
+                        const lav2_prompt *p = L->prompts + s;
+                        const int64_t off = b * p->row_stride + h * p->head_stride;
+                        attend(qh, p->k + off, p->v + off, p->P, p->pos_stride, D, p->gate[h], sc, o);
+                    }
+                }
+            }
+            #pragma omp barrier
+            #pragma omp single
+            in_o = lin_input(&L->wo, att, B, in3, xs3);
+            span(dim, t, nth, &lo, &hi);
+            lin_rows(&L->wo, in_o, xs3, B, lo, hi, tmp, dim, wb);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
+            #pragma omp barrier
+            #pragma omp single
+            {
+                rms_norm(x, L->ffn_norm, B, dim, m->eps, xn);
+                inq = lin_input(&L->w1, xn, B, in3, xs3);
+                ink = lin_input(&L->w3, xn, B, in3 + B * wide, xs3 + xsw);
+            }
+            /* gate and up rows of the same range, then silu(gate) * up for them: no barrier in between */
+            span(F, t, nth, &lo, &hi);
+            lin_rows(&L->w1, inq, xs3, B, lo, hi, g, F, wb);
+            lin_rows(&L->w3, ink, xs3 + xsw, B, lo, hi, u, F, wb);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t n = lo; n < hi; n++) g[b * F + n] = silu(g[b * F + n]) * u[b * F + n];
+            #pragma omp barrier
+            #pragma omp single
+            in2 = lin_input(&L->w2, g, B, in3, xs3);
+            span(dim, t, nth, &lo, &hi);
+            lin_rows(&L->w2, in2, xs3, B, lo, hi, tmp, dim, wb);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
+            #pragma omp barrier
+        }
+        #pragma omp single
+        {
+            rms_norm(x, m->norm, B, dim, m->eps, m->head.w ? xn : out);
+            if (m->head.w) in_o = lin_input(&m->head, xn, B, in3, xs3);
+        }
+        if (m->head.w) {
+            span(vocab, t, nth, &lo, &hi);
+            lin_rows(&m->head, in_o, xs3, B, lo, hi, out, vocab, wb);
+        }
+    }
+    free(ws);
     return 0;
 }
