@@ -293,8 +293,8 @@ class AdapterV2Model:
             ids = self._prompt_ids(list(prompts))
             visual = self._visual(images, len(ids))
             batch = left_pad(ids, self.tokenizer.pad_id, self.device)
-            mask = prefill_mask(batch.valid) if batch.padded else None
-            logits = self.llm(batch.tokens, visual, attn_mask=mask, last_only=True)[:, -1]
+            mask, positions = (prefill_mask(batch.valid), batch.positions) if batch.padded else (None, None)
+            logits = self.llm(batch.tokens, visual, attn_mask=mask, positions=positions, last_only=True)[:, -1]
             return torch.log_softmax(logits.float(), dim=-1).cpu()
 
     # -- adapters -----------------------------------------------------------------------------------------
