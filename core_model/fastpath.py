@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 from typing import Any
 
 import torch
@@ -27,6 +28,9 @@ from .errors import WeightsFormatError
 from .quant import BLOCK_TYPES, KernelUnavailableError, kernels, packed_weight
 
 log = logging.getLogger(__name__)
+
+#: set to False (or LAV2_C_DECODE=0 in the environment) to decode packed models with the torch path
+enabled: bool = os.environ.get("LAV2_C_DECODE", "1") != "0"
 
 _i64, _i32, _f32, _ptr = ctypes.c_int64, ctypes.c_int32, ctypes.c_float, ctypes.c_void_p
 _MODES = {"none": 0, "bias": 1, "bias_scale": 2, "input_scale": 3}
@@ -235,6 +239,8 @@ def decode_step(model, cache_k: list[torch.Tensor], cache_v: list[torch.Tensor],
                 prompt_kv: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] | None = None) -> DecodeStep | None:
     """A :class:`DecodeStep` for ``model`` and these cache buffers, or None when the C path does not cover them
     (the reason is logged at debug level; the caller then uses the torch path)."""
+    if not enabled:
+        return None
     try:
         return DecodeStep(model, cache_k, cache_v, prompt_kv)
     except Unsupported as e:

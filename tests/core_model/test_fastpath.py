@@ -47,9 +47,12 @@ def steps_agree(llm, prompts, visual=None, n_steps=6, threads=(1, 2)):
     batch = left_pad(prompts, 0, llm.device)
     B, T = batch.tokens.shape
     mask = prefill_mask(batch.valid) if batch.padded else None
+    positions = batch.positions if batch.padded else None
+    row_pos = torch.tensor(batch.lengths)
     with torch.inference_mode():
         ref_cache = llm.new_cache(B, T + n_steps + 1)
-        logits = llm(batch.tokens, visual, cache=ref_cache, attn_mask=mask, last_only=True)[:, -1]
+        logits = llm(batch.tokens, visual, cache=ref_cache, attn_mask=mask, positions=positions,
+                     last_only=True)[:, -1]
         c_cache = llm.new_cache(B, T + n_steps + 1)
         for a, b in zip(ref_cache.layers, c_cache.layers):
             b.k.copy_(a.k)
@@ -64,9 +67,10 @@ def steps_agree(llm, prompts, visual=None, n_steps=6, threads=(1, 2)):
         for i in range(n_steps):
             pos = T + i
             step_mask = key_valid[:, None, None, :pos + 1] if batch.padded else None
-            ref = llm(nxt[:, None], visual, start=pos, cache=ref_cache, attn_mask=step_mask, last_only=True)[:, -1]
+            ref = llm(nxt[:, None], visual, start=pos, cache=ref_cache, attn_mask=step_mask,
+                      positions=row_pos[:, None] + i if batch.padded else None, last_only=True)[:, -1]
             torch.set_num_threads(threads[i % len(threads)])
-            got = step(nxt, torch.full((B,), pos), kstart=kstart)
+            got = step(nxt, row_pos + i, torch.full((B,), pos), kstart=kstart)
             torch.testing.assert_close(got, ref, rtol=0, atol=ATOL * max(1.0, float(ref.abs().max())))
             assert torch.equal(got.argmax(-1), ref.argmax(-1))
             nxt = ref.argmax(-1)
@@ -103,6 +107,20 @@ def test_c_step_on_smollm2_matches_torch_and_keeps_greedy_tokens(smollm2):
     ids = smollm2.tokenizer.encode("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
                                    "<|im_start|>assistant\n")
     steps_agree(smollm2.llm, [ids], n_steps=12)
+
+
+@pytest.mark.parametrize("preset", ["paper-text", "release-bias"])
+def test_generate_with_and_without_the_c_step_gives_the_same_tokens(files, cache_dir, monkeypatch, preset):
+    from core_model import fastpath
+
+    m = load_model(files["mixed"], adapter=preset, device="cpu", weights="packed")
+    randomise_adapter(m.llm, 4)
+    prompts = ["hello there", "a much longer prompt about hello", "xyz"]
+    with_c = [c.token_ids for c in m.generate(prompts, max_new_tokens=10)]
+    monkeypatch.setattr(fastpath, "enabled", False)
+    without = [c.token_ids for c in m.generate(prompts, max_new_tokens=10)]
+    alone = [m.generate(p, max_new_tokens=10).token_ids for p in prompts]
+    assert with_c == without == alone
 
 
 def test_uncovered_models_fall_back(files, cache_dir):
