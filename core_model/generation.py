@@ -6,13 +6,24 @@ detokenisation) are in :class:`TextStreamer`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
 
 from .errors import ConfigError, ContextLengthError
 from .model import KVCache, Transformer
+
+
+@dataclass
+class Completion:
+    """One generated answer."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS or stop string) | "length" | "cancelled"
+    token_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
