@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .errors import (CheckpointMismatchError, ConfigError, ContextLengthError, ImageError,
                          KernelUnavailableError, LAV2Error, ModelLoadError, VisionUnavailableError,
                          WeightsFormatError)
+    from .engine import Engine, EngineConfig, QueueFullError, RequestHandle
     from .generation import SamplingParams
     from .groups import count_params, param_groups, set_trainable
     from .images import image_digest, load_images, open_image
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(("CheckpointMismatchError", "ConfigError", "ContextLengthError", "ImageError",
                      "KernelUnavailableError", "LAV2Error", "ModelLoadError", "VisionUnavailableError",
                      "WeightsFormatError"), "errors"),
+    **dict.fromkeys(("Engine", "EngineConfig", "QueueFullError", "RequestHandle"), "engine"),
     "SamplingParams": "generation",
     **dict.fromkeys(("count_params", "param_groups", "set_trainable"), "groups"),
     **dict.fromkeys(("image_digest", "load_images", "open_image"), "images"),

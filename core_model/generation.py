@@ -6,7 +6,7 @@ detokenisation) are in :class:`TextStreamer`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
@@ -14,6 +14,17 @@ import torch
 from .errors import ConfigError, ContextLengthError
 from .fastpath import decode_step
 from .model import KVCache, Transformer
+
+
+@dataclass
+class Completion:
+    """One generated answer."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS or stop string) | "length" | "cancelled"
+    token_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
