@@ -123,6 +123,33 @@ def test_generate_with_and_without_the_c_step_gives_the_same_tokens(files, cache
     assert with_c == without == alone
 
 
+def test_engine_decodes_staggered_requests_in_c_with_their_batch1_tokens(files, cache_dir, monkeypatch):
+    """The engine's batched decode (rows of different lengths, with and without an image) through the C step
+    gives every request the tokens the torch path gives it alone."""
+    from core_model import EngineConfig, fastpath
+    from core_model.engine import Engine
+
+    from .test_engine import reference, run_staggered, visual_for
+
+    m = load_model(files["mixed"], adapter="release-bias", device="cpu", weights="packed")
+    randomise_adapter(m.llm, 5)
+    texts = ["a longer prompt with several words", "hi", "medium prompt", "x", "six"]
+    monkeypatch.setattr(fastpath, "enabled", False)
+    jobs, expected = [], []
+    for i, text in enumerate(texts):
+        visual = visual_for(m, i) if i % 2 == 0 else None
+        jobs.append({"prompt": text, "max_new_tokens": 5 + 3 * (i % 3), "visual": visual})
+        expected.append(reference(m, text, jobs[-1]["max_new_tokens"], visual))
+    monkeypatch.setattr(fastpath, "enabled", True)
+    engine = Engine(m, EngineConfig(max_batch_size=4, prefill_chunk=8))
+    try:
+        got = run_staggered(engine, jobs, seed=3)
+    finally:
+        engine.close()
+    assert [c.token_ids for c in got] == expected
+    assert engine.counters["c_steps"] > 0
+
+
 def test_uncovered_models_fall_back(files, cache_dir):
     lora = load_model(files["mixed"], adapter="release-lora-bias", device="cpu", weights="packed")
     dense = load_model(files["mixed"], device="cpu", dtype="float32", weights="dense")
