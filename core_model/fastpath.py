@@ -124,12 +124,14 @@ class DecodeStep:
                  prompt_kv: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] | None = None):
         from .model import Attention, FeedForward, GatedPromptAttention, RMSNorm, Transformer, TransformerBlock
 
-        self._lib = kernels().lib
         cfg = model.config
         if type(model).forward is not Transformer.forward:
             raise Unsupported("the model overrides Transformer.forward")
         if model.device.type != "cpu" or model.dtype != torch.float32:
             raise Unsupported(f"the model is {model.dtype} on {model.device}, not float32 on the CPU")
+        if not any(packed_weight(m) is not None for m in model.layers[0].modules()):
+            raise Unsupported("the first layer has no packed matrix (dense models use the torch path)")
+        self._lib = kernels().lib  # built once per machine; only reached for packed models
         keep: list[Any] = []
         self._keep = keep
         H, D = cfg.n_heads, cfg.head_dim
