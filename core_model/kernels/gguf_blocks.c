@@ -614,17 +614,18 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
         for (int64_t s = 0; s < m->layers[l].n_prompts; s++)
             if (m->layers[l].prompts[s].P > maxp) maxp = m->layers[l].prompts[s].P;
     const int threads = nt > 1 ? nt : 1;
-    /* workspace: xn, three linear inputs, block sums x3, qkv, att, gate, up, tmp; per thread: gemm tile + scores */
-    const size_t per_thread = (size_t)(NR * wide + (m->max_keys > maxp ? m->max_keys : maxp) + 16);
-    const size_t total = (size_t)B * (size_t)(dim + 3 * wide + 3 * (wide / QK + 1) + qd + 2 * kvd + qd + 2 * F + kmax)
-                       + (size_t)threads * per_thread;
+    /* shared: q, k, v, attention output, gate, up, product output. Per thread: its own copy of the normed input,
+     * the (input-scaled) inputs of up to three linears and their block sums — every thread computes them itself
+     * (a few thousand flops) instead of one thread computing and a barrier publishing them — plus a prefill tile
+     * and attention scores. Five barriers per layer. */
+    const int64_t xsw = B * (wide / QK + 1);
+    const size_t per_thread = (size_t)(B * dim + 3 * B * wide + 3 * xsw + NR * wide
+                                       + (m->max_keys > maxp ? m->max_keys : maxp) + 16);
+    const size_t total = (size_t)B * (size_t)(qd + 2 * kvd + qd + 2 * F + kmax) + (size_t)threads * per_thread;
     float *ws = (float *)malloc(sizeof(float) * total);
     if (!ws) return -2;
-    float *xn = ws, *in3 = xn + B * dim, *xs3 = in3 + 3 * B * wide, *q = xs3 + 3 * B * (wide / QK + 1);
-    float *kk = q + B * qd, *vv = kk + B * kvd, *att = vv + B * kvd, *g = att + B * qd, *u = g + B * F;
+    float *q = ws, *kk = q + B * qd, *vv = kk + B * kvd, *att = vv + B * kvd, *g = att + B * qd, *u = g + B * F;
     float *tmp = u + B * F, *thr = tmp + B * kmax;
-    const int64_t xsw = B * (wide / QK + 1);
-    const float *inq = NULL, *ink = NULL, *inv = NULL, *in_o = NULL, *in2 = NULL;
 
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -633,17 +634,16 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
 #else
         const int t = 0, nth = 1;
 #endif
-        float *wb = thr + t * per_thread, *sc = wb + NR * wide;
+        float *xn = thr + t * per_thread, *in3 = xn + B * dim, *xs3 = in3 + 3 * B * wide;
+        float *wb = xs3 + 3 * xsw, *sc = wb + NR * wide;
+        const float *inq, *ink, *inv, *in_o, *in2;
         int64_t lo, hi;
         for (int64_t l = 0; l < m->n_layers; l++) {
             const lav2_layer *L = m->layers + l;
-            #pragma omp single
-            {
-                rms_norm(x, L->attn_norm, B, dim, m->eps, xn);
-                inq = lin_input(&L->wq, xn, B, in3, xs3);
-                ink = lin_input(&L->wk, xn, B, in3 + B * wide, xs3 + xsw);
-                inv = lin_input(&L->wv, xn, B, in3 + 2 * B * wide, xs3 + 2 * xsw);
-            }
+            rms_norm(x, L->attn_norm, B, dim, m->eps, xn);
+            inq = lin_input(&L->wq, xn, B, in3, xs3);
+            ink = lin_input(&L->wk, xn, B, in3 + B * wide, xs3 + xsw);
+            inv = lin_input(&L->wv, xn, B, in3 + 2 * B * wide, xs3 + 2 * xsw);
             /* q, k and v rows as one range split over the threads */
             span(qd + 2 * kvd, t, nth, &lo, &hi);
             lin_rows(&L->wq, inq, xs3, B, lo, hi < qd ? hi : qd, q, qd, wb);
@@ -676,19 +676,15 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
                 }
             }
             #pragma omp barrier
-            #pragma omp single
             in_o = lin_input(&L->wo, att, B, in3, xs3);
             span(dim, t, nth, &lo, &hi);
             lin_rows(&L->wo, in_o, xs3, B, lo, hi, tmp, dim, wb);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
-            #pragma omp single
-            {
-                rms_norm(x, L->ffn_norm, B, dim, m->eps, xn);
-                inq = lin_input(&L->w1, xn, B, in3, xs3);
-                ink = lin_input(&L->w3, xn, B, in3 + B * wide, xs3 + xsw);
-            }
+            rms_norm(x, L->ffn_norm, B, dim, m->eps, xn);
+            inq = lin_input(&L->w1, xn, B, in3, xs3);
+            ink = lin_input(&L->w3, xn, B, in3 + B * wide, xs3 + xsw);
             /* gate and up rows of the same range, then silu(gate) * up for them: no barrier in between */
             span(F, t, nth, &lo, &hi);
             lin_rows(&L->w1, inq, xs3, B, lo, hi, g, F, wb);
@@ -696,7 +692,6 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) g[b * F + n] = silu(g[b * F + n]) * u[b * F + n];
             #pragma omp barrier
-            #pragma omp single
             in2 = lin_input(&L->w2, g, B, in3, xs3);
             span(dim, t, nth, &lo, &hi);
             lin_rows(&L->w2, in2, xs3, B, lo, hi, tmp, dim, wb);
@@ -704,14 +699,14 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
         }
-        #pragma omp single
-        {
-            rms_norm(x, m->norm, B, dim, m->eps, m->head.w ? xn : out);
-            if (m->head.w) in_o = lin_input(&m->head, xn, B, in3, xs3);
-        }
         if (m->head.w) {
+            rms_norm(x, m->norm, B, dim, m->eps, xn);
+            in_o = lin_input(&m->head, xn, B, in3, xs3);
             span(vocab, t, nth, &lo, &hi);
             lin_rows(&m->head, in_o, xs3, B, lo, hi, out, vocab, wb);
+        } else {
+            #pragma omp single
+            rms_norm(x, m->norm, B, dim, m->eps, out);
         }
     }
     free(ws);
