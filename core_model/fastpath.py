@@ -210,7 +210,8 @@ class DecodeStep:
 
         tokens (B,): the new tokens; rpos (B,): their rotary positions; wpos: where they go in the cache (default
         rpos); kstart: the first cache position each row attends to (default 0); rows: each batch row's cache row
-        (default 0..B-1). Every row attends to cache positions kstart..wpos, its own new key included.
+        (default 0..B-1; per-row prompt keys/values are indexed by batch row, not cache row). Every row attends
+        to cache positions kstart..wpos, its own new key included.
         """
         B = tokens.shape[0]
         rpos = rpos.to(torch.int64).contiguous()
