@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.lav2-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test eval bench clean
+.PHONY: install demo test eval bench gpu-check clean
 
 install: $(STAMP)
 
@@ -33,6 +33,10 @@ eval: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/decode.py
+
+# on a machine with a CUDA GPU: the CUDA-marked tests and bench/decode.py on cuda, with a summary (bench/gpu_check.sh)
+gpu-check: $(STAMP)
+	PYTHON_BIN=$(BIN)/python bash bench/gpu_check.sh --no-install
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -9,7 +9,11 @@ core_model runs twice: with the GGUF's Q4_1/Q8_0 blocks kept in memory (``weight
 CPU: the same weight values, float32 arithmetic, the block kernels of core_model/kernels) and with the weights
 dequantised to --dtype (``weights="dense"``, what transformers holds). The packed row exists for float32 only.
 
-    python bench/decode.py [--new-tokens 64] [--reps 5] [--threads N] [--dtype float32|bfloat16]
+On CUDA (``--device cuda``, what bench/gpu_check.sh runs) only the dense row exists (packed blocks are a CPU
+format); the default dtype there is bfloat16, and every timing synchronises the device.
+
+    python bench/decode.py [--new-tokens 64] [--reps 5] [--threads N] [--dtype float32|bfloat16|float16]
+                           [--device cpu|cuda]
 """
 from __future__ import annotations
 
@@ -43,8 +47,8 @@ def ours_runner(model):
     return run, len(ids)
 
 
-def hf_runner(hf, ids):
-    x = torch.tensor([ids])
+def hf_runner(hf, ids, device="cpu"):
+    x = torch.tensor([ids], device=device)
 
     def run(n: int) -> int:
         with torch.inference_mode():
@@ -54,9 +58,16 @@ def hf_runner(hf, ids):
     return run
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn, n):
+    _sync()
     t0 = time.perf_counter()
     got = fn(n)
+    _sync()
     dt = time.perf_counter() - t0
     assert got == n, (got, n)
     return dt
@@ -80,11 +91,16 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                    help="weights and compute dtype of BOTH implementations (default float32)")
+    ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                    help="weights and compute dtype of BOTH implementations (default float32 on the CPU, "
+                         "bfloat16 on CUDA)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both run (default cpu)")
     ap.add_argument("--skip-load", action="store_true", help="skip the cold/warm load-time measurement")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench/decode.py --device cuda: no CUDA device (torch.cuda.is_available() is False)")
+    args.dtype = args.dtype or ("bfloat16" if args.device == "cuda" else "float32")
 
     import transformers
 
@@ -93,16 +109,17 @@ def main() -> None:
 
     dtype = getattr(torch, args.dtype)
     models = {}
-    if dtype == torch.float32:
+    dev = args.device
+    if dtype == torch.float32 and dev == "cpu":
         models["core_model packed"] = load_model("smollm2-135m", device="cpu", dtype=dtype, weights="packed")
-    models["core_model dense"] = load_model("smollm2-135m", device="cpu", dtype=dtype, weights="dense")
+    models["core_model dense"] = load_model("smollm2-135m", device=dev, dtype=dtype, weights="dense")
     path = default_gguf_path()
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                           dtype=dtype).eval()
+                                                           dtype=dtype).to(dev).eval()
     runners = {}
     for name, model in models.items():
         runners[name], n_prompt = ours_runner(model)
-    runners["transformers"] = hf_runner(hf, next(iter(models.values())).tokenizer.encode(PROMPT))
+    runners["transformers"] = hf_runner(hf, next(iter(models.values())).tokenizer.encode(PROMPT), dev)
     for fn in runners.values():  # warm-up (allocator, kernels)
         timed(fn, 4)
     rows = {name: {"pre": [], "dec": []} for name in runners}
@@ -114,8 +131,9 @@ def main() -> None:
             rows[name]["pre"].append(n_prompt / t1)
             rows[name]["dec"].append((N - 1) / (tn - t1))
     med = {k: {m: statistics.median(v) for m, v in r.items()} for k, r in rows.items()}
+    where = torch.cuda.get_device_name() if dev == "cuda" else f"threads {args.threads}"
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"transformers {transformers.__version__}, threads {args.threads}, {args.dtype}, batch 1, greedy")
+          f"transformers {transformers.__version__}, {dev} ({where}), {args.dtype}, batch 1, greedy")
     print(f"prompt {n_prompt} tokens, {N} new tokens, median of {args.reps} reps")
     print(f"{'':20}{'prefill tok/s':>15}{'decode tok/s':>15}")
     for k, r in med.items():
@@ -124,7 +142,7 @@ def main() -> None:
     for k in models:
         print(f"ratio {k} / transformers: prefill {med[k]['pre'] / ref['pre']:.2f}x, "
               f"decode {med[k]['dec'] / ref['dec']:.2f}x")
-    if not args.skip_load:
+    if not args.skip_load and dev == "cpu":
         for weights in ("packed", "dense"):
             cold, warm = load_times(weights)
             print(f"default model load, weights={weights} (fresh process incl. imports): cold {cold:.2f}s "

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Sequen
 import torch
 
 from .errors import ConfigError, LAV2Error
+from .fastpath import decode_step
 from .generation import Completion, SamplingParams, TextStreamer, check_context, sample
 from .model import LayerCache
 
@@ -257,6 +258,7 @@ class Engine:
         self._v: list[torch.Tensor] = []
         self._pk: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
         self._views: dict[tuple[int, int, bool], list[LayerCache]] = {}
+        self._fast: Any = None  # the C decode step over the slot buffers (core_model/fastpath.py), or False
         self.counters = collections.Counter()
 
     # -- public ---------------------------------------------------------------------------------------------
@@ -422,6 +424,7 @@ class Engine:
     def _start_request(self, req: _Request) -> None:
         """Make room for the request and put its prompt keys/values into its slot."""
         self._ensure_width(req.need)
+        self._fast = None  # rebuilt on the next step: it reads the adapter parameters as they are now
         prompt_kv = self.llm.prompt_kv(req.visual)
         for layer, bufs in enumerate(self._pk):
             mine = prompt_kv[layer]
@@ -468,10 +471,17 @@ class Engine:
         dev = self.llm.device
         tokens = torch.tensor([[r.last] for r in rows], dtype=torch.long, device=dev)
         pos_list = [r.filled for r in rows]
-        cache = _SlotView(self._batch_layers(n, any(r.visual is not None for r in rows)))
-        if n == 1:
+        if self._fast is None:  # packed GGUF models: the whole step in C when it covers the model
+            self._fast = decode_step(self.llm, self._k, self._v, self._pk) or False
+        if self._fast:
+            pos = torch.tensor(pos_list, dtype=torch.long)
+            logits = self._fast(tokens[:, 0], pos)
+            self.counters["c_steps"] += 1
+        elif n == 1:
+            cache = _SlotView(self._batch_layers(n, any(r.visual is not None for r in rows)))
             logits = self.llm(tokens, start=pos_list[0], cache=cache, last_only=True)[:, -1]
         else:
+            cache = _SlotView(self._batch_layers(n, any(r.visual is not None for r in rows)))
             pos = torch.tensor(pos_list, dtype=torch.long, device=dev)
             kv_len = max(pos_list) + 1
             mask = (torch.arange(kv_len, device=dev)[None, :] <= pos[:, None])[:, None, None, :]
@@ -568,6 +578,7 @@ class Engine:
         for new, old in zip(self._k + self._v, old_k + old_v):
             new[:, :, :old_w] = old
         self._width = width
+        self._fast = None
         if not self._pk:
             self._pk = self._prompt_buffers()
         self._views.clear()

@@ -12,6 +12,7 @@ from typing import Iterator, Sequence
 import torch
 
 from .errors import ConfigError, ContextLengthError
+from .fastpath import decode_step
 from .model import KVCache, Transformer
 
 
@@ -132,6 +133,10 @@ def generate_tokens(model: Transformer, prompts: Sequence[Sequence[int]], params
     logits = model(batch.tokens, visual, start=0, cache=cache, attn_mask=mask, positions=positions,
                    last_only=True)[:, -1]
     row_pos = torch.tensor(batch.lengths, device=model.device).unsqueeze(1)  # (B, 1) position of the next token
+    # packed GGUF models decode in C when it covers them (core_model/fastpath.py); the torch path is the reference
+    fast = decode_step(model, [c.k for c in cache.layers], [c.v for c in cache.layers],
+                       [c.prompt_kv for c in cache.layers]) if params.max_new_tokens > 1 else None
+    kstart = torch.tensor([T - n for n in batch.lengths]) if fast is not None else None
     key_valid = torch.cat([batch.valid, torch.ones(B, params.max_new_tokens, dtype=torch.bool,
                                                    device=model.device)], dim=1)
     done = torch.zeros(B, dtype=torch.bool, device=model.device)
@@ -148,6 +153,11 @@ def generate_tokens(model: Transformer, prompts: Sequence[Sequence[int]], params
                 return
         if step == params.max_new_tokens - 1:
             return
+        if fast is not None:
+            logits = fast(nxt, row_pos.view(B), torch.full((B,), pos), kstart)
+            pos += 1
+            row_pos = row_pos + 1
+            continue
         step_mask = key_valid[:, None, None, :pos + 1] if batch.padded else None
         logits = model(nxt[:, None], visual, start=pos, cache=cache, attn_mask=step_mask,
                        positions=row_pos if batch.padded else None, last_only=True)[:, -1]

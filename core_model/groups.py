@@ -9,9 +9,10 @@ groups are disjoint by construction (and a test checks it on every preset).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Iterator, Protocol, runtime_checkable
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: the group names are read by config code that must not import torch
+    from torch import nn
 
 from .errors import ConfigError
 

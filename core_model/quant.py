@@ -37,7 +37,7 @@ BLOCK_TYPES: dict[str, tuple[int, int, int]] = {
     "Q4_K": (12, 256, 144), "Q6_K": (14, 256, 210),  # K-quants: Q4_K_M / Q4_K_S files are mostly these two
 }
 SOURCE = Path(__file__).with_name("kernels") / "gguf_blocks.c"
-_ABI = 1
+_ABI = 2
 _COMPILE_TIMEOUT_S = 180
 
 
@@ -134,7 +134,8 @@ def _load(path: Path, flags: tuple[str, ...]) -> Kernels:
     lib.lav2_mm.argtypes = [i32, ptr, i64, i64, ptr, i64, ptr, i32]
     lib.lav2_dequant.argtypes = [i32, ptr, i64, i64, ptr, i32]
     lib.lav2_rows.argtypes = [i32, ptr, i64, i64, ptr, i64, ptr]
-    for fn in (lib.lav2_mm, lib.lav2_dequant, lib.lav2_rows):
+    lib.lav2_decode.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, i32]  # see core_model/fastpath.py
+    for fn in (lib.lav2_mm, lib.lav2_dequant, lib.lav2_rows, lib.lav2_decode):
         fn.restype = ctypes.c_int
     return Kernels(lib, path, flags)
 

@@ -34,7 +34,7 @@ from ._common import (
 )
 from ._model_cache import DEFAULT_MODEL, get_model, model_name
 from .experts import EXPERT_LABELS, contribution, resolve_experts
-from .router import ExpertRouter
+from .router import ExpertRouter, parse_policy
 
 __all__ = ["DEFAULT_ANSWER_HINT", "VQAResult", "VisualQAPipeline"]
 
@@ -149,6 +149,11 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
             self._model = get_model(**self._load_args)
         return self._model
 
+    def _timed_load(self) -> tuple[Any, float]:
+        start = time.perf_counter()
+        model = self.model
+        return model, time.perf_counter() - start
+
     def describe_model(self) -> dict[str, Any]:
         describe = getattr(self.model, "describe", None)
         return describe() if callable(describe) else {"base": model_name(self.model)}
@@ -192,8 +197,19 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
     def _run(self, input: Any, *, stream: bool) -> Iterator[VQAResult]:
         t0 = time.perf_counter()
         image_src, question, policy, history = _parse_input(input)
-        model = self.model
+        model, loading = self._model, None
+        if model is None and (self.router.policy if policy is None else parse_policy(policy)) != "model":
+            # only 'model' routing needs the language model before the experts: otherwise the first call loads
+            # it (imports included, ~1-2 s) while the experts run, instead of before them
+            loading = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lav2-load")
+            load_future = loading.submit(self._timed_load)
+            loading.shutdown(wait=False)
+            load_seconds = 0.0
+        else:
+            model = self.model
         t_loaded = time.perf_counter()
+        if loading is None:
+            load_seconds = t_loaded - t0
         pil = None
         if image_src is not None:
             from core_model.images import open_image
@@ -209,6 +225,9 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         else:
             outcomes = self.run_experts(decision.chosen, pil, question)
         t_experts = time.perf_counter()
+        if loading is not None:
+            model, load_seconds = load_future.result()
+        t_ready = time.perf_counter()
         contributed = {name: o["text"] for name, o in outcomes.items() if o["error"] is None and o["text"]}
         context = self.format_context(contributed)
         prompt, stop = self.build_prompt(question, context, history)
@@ -236,10 +255,10 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
             yield VQAResult(answer=completion.text.strip())
             usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
         t_end = time.perf_counter()
-        timings = {"load": round(t_loaded - t0, 4), "route": decision.seconds,
+        timings = {"load": round(load_seconds, 4), "route": decision.seconds,
                    "experts": round(t_experts - t_routed, 4),
                    "per_expert": {n: o["seconds"] for n, o in outcomes.items()},
-                   "generate": round(t_end - t_experts, 4), "total": round(t_end - t0, 4)}
+                   "generate": round(t_end - t_ready, 4), "total": round(t_end - t0, 4)}
         yield VQAResult(usage=usage, timings=timings)
 
     def run_experts(self, names: Sequence[str], image: Any, question: str) -> dict[str, dict[str, Any]]:
