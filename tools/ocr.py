@@ -37,6 +37,7 @@ _INSTALL_HINT = "install it: `apt-get install tesseract-ocr` (Debian/Ubuntu) and
 _MAX_SCALE = 4.0
 _MAX_SCALED_PIXELS = 36_000_000
 _BORDER_PX = 12
+_LIST_LANGS_MIN_S = 10.0  # `tesseract --list-langs` is bounded by max(timeout, this)
 _PSM_SWITCH_CONF = 2.0  # mean-confidence points psm 4 must gain over psm 3 to be preferred
 
 
@@ -122,7 +123,7 @@ class OCRTool(ExpertTool):
         return [code for code in self.lang.split("+") if code and code not in self._languages]
 
     def _list_languages(self) -> list[str]:
-        """``tesseract --list-langs`` within ``timeout`` (pytesseract's ``get_languages`` has none: a hung binary
+        """``tesseract --list-langs`` within ``max(timeout, 10 s)`` (pytesseract's ``get_languages`` has none: a hung binary
         would hang ``status()`` and every OCR call for good)."""
         pytesseract = self._pytesseract()
         cmd = self.tesseract_cmd or pytesseract.pytesseract.tesseract_cmd
@@ -131,12 +132,13 @@ class OCRTool(ExpertTool):
                                     stderr=subprocess.STDOUT, start_new_session=os.name == "posix")
         except OSError as exc:
             raise ExpertUnavailable(f"the tesseract binary {cmd!r} was not found: {_INSTALL_HINT}") from exc
+        limit = max(self.timeout, _LIST_LANGS_MIN_S)  # a metadata probe: never cut short by a tight OCR timeout
         try:
-            out, _ = proc.communicate(timeout=self.timeout)
+            out, _ = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired as exc:
             _kill_tree(proc)
-            raise ExpertTimeout(f"`{cmd} --list-langs` did not answer within {self.timeout:g}s: check the "
-                                "tesseract installation (or raise OCRTool(timeout=...))") from exc
+            raise ExpertTimeout(f"`{cmd} --list-langs` did not answer within {limit:g}s: check the tesseract "
+                                "installation") from exc
         if proc.returncode not in (0, 1):
             raise ExpertUnavailable(f"`{cmd} --list-langs` failed (exit status {proc.returncode}): reinstall "
                                     "tesseract-ocr")
