@@ -189,6 +189,8 @@ def test_detection_torchscript_export_is_refused_before_ultralytics_sees_it(tmp_
 def test_detection_trust_weights_is_the_opt_in(tmp_path):
     marker = tmp_path / "PWNED"
     weights = evil_pickle(tmp_path / "best.pt", marker, wrap=lambda p: {"model": p})
+    refused, _ = _detect(weights, tmp_path)
+    assert not marker.exists() and "refused" in refused["error"]
     result, _ = _detect(weights, tmp_path, trust_weights=True)
     assert marker.exists()  # vouched for: loaded the way ultralytics loads by default (then it is no model)
     assert result["error"]
