@@ -83,10 +83,14 @@ def test_lav2_ask_exits_although_tesseract_hangs(tmp_path):
 
 
 def test_tesseract_list_langs_is_bounded(tmp_path, monkeypatch):
+    import pytesseract
+
     from tools import OCRTool
     from tools import ocr as ocr_module
 
     monkeypatch.setattr(ocr_module, "_LIST_LANGS_MIN_S", 1.0)
+    # OCRTool(tesseract_cmd=...) sets pytesseract's module-global command: put the real one back afterwards
+    monkeypatch.setattr(pytesseract.pytesseract, "tesseract_cmd", pytesseract.pytesseract.tesseract_cmd)
     fake, pids = _fake_tesseract(tmp_path / "bin")
     tool = OCRTool(tesseract_cmd=str(fake), timeout=1.0)
     box: dict = {}
