@@ -1,7 +1,7 @@
 """Batch visual QA with a resumable, append-only JSONL output.
 
-Inputs: a ``.jsonl`` file (one ``{"image", "question"[, "id"]}`` object per line), a ``.csv`` file with the same
-columns, or a folder of images plus one or more questions (every image × every question). Relative image paths
+Inputs: a ``.jsonl`` file (one ``{"image", "question"[, "id"]}`` object per line), a ``.csv`` or ``.parquet`` file
+with the same columns, or a folder of images plus one or more questions (every image × every question). Relative image paths
 in a file are resolved against the file's folder first, then the working directory.
 
 Crash safety: every finished row is written as one line with a single ``write`` on an ``O_APPEND`` file and
@@ -9,6 +9,11 @@ Crash safety: every finished row is written as one line with a single ``write`` 
 ``<image path>#q<k>`` for folders). ``resume`` reads the output, truncates a torn last line (a kill in the middle
 of a write) and skips the ids already there, so after any interruption — even ``kill -9`` — every row ends up in
 the output exactly once. Rows that failed (unreadable image ...) are written with an ``error`` and count as done.
+
+One writer per output: :func:`run_batch` holds an exclusive lock on ``<output>.lock`` (``flock``, released by the
+kernel even after ``kill -9``), so a second ``lav2 batch`` on the same output stops with a clear error instead of
+duplicating every row. To spread one input over several processes or machines, give each a ``shard`` (``I/N``:
+the rows whose position in the input is I modulo N) and its own output.
 """
 from __future__ import annotations
 
@@ -54,6 +59,8 @@ def read_rows(source: str | os.PathLike, questions: Iterable[str] = ()) -> list[
         raise BatchInputError(f"{path}: no such file or folder")
     elif path.suffix.lower() == ".csv":
         rows = list(_csv_rows(path, questions))
+    elif path.suffix.lower() == ".parquet":
+        rows = list(_parquet_rows(path, questions))
     else:
         rows = list(_jsonl_rows(path, questions))
     seen: set[str] = set()
@@ -90,6 +97,20 @@ def _csv_rows(path: Path, questions: list[str]) -> Iterator[BatchRow]:
             yield from _make_rows(dict(record), n, path, f"{path}:{n + 1}", questions)
 
 
+def _parquet_rows(path: Path, questions: list[str]) -> Iterator[BatchRow]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BatchInputError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow, or the [ray] extra)") \
+            from None
+    try:
+        records = pq.read_table(path).to_pylist()
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise BatchInputError(f"{path}: not a readable Parquet file ({e})") from None
+    for n, record in enumerate(records, 1):
+        yield from _make_rows(dict(record), n, path, f"{path} row {n}", questions)
+
+
 def _make_rows(record: dict[str, Any], n: int, path: Path, where: str, questions: list[str]) -> Iterator[BatchRow]:
     image = record.pop("image", None)
     question = record.pop("question", None)
@@ -123,7 +144,68 @@ def resolve_package_asset(ref: str) -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / rel)
 
 
+def shard_rows(rows: list[BatchRow], shard: str | None) -> list[BatchRow]:
+    """The rows of shard ``"I/N"`` (0 <= I < N): every N-th row starting at row I, in input order.
+
+    Deterministic for the same input, so N processes (or machines) with shards 0/N .. N-1/N cover every row
+    exactly once, and ``--resume`` of one shard stays within it.
+    """
+    if shard is None:
+        return rows
+    index, n = parse_shard(shard)
+    return rows[index::n]
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    try:
+        left, right = str(shard).split("/")
+        index, n = int(left), int(right)
+    except ValueError:
+        raise BatchInputError(f"--shard {shard!r}: expected I/N, e.g. 0/4 (shard I of N, counting from 0)") from None
+    if n < 1 or not 0 <= index < n:
+        raise BatchInputError(f"--shard {shard!r}: I must be in 0..N-1 and N >= 1 (e.g. 0/4 .. 3/4)")
+    return index, n
+
+
 # ------------------------------------------------------------------------------------------------ output
+class OutputLock:
+    """An exclusive advisory lock on ``<output>.lock`` for the lifetime of one batch run.
+
+    ``flock`` is per open file and released by the kernel when the process dies, so a crashed run never leaves
+    a stale lock. The lock file records the holder's pid for the error message.
+    """
+
+    def __init__(self, output: str | os.PathLike):
+        self.path = Path(f"{os.fspath(output)}.lock")
+        self._fd = -1
+
+    def __enter__(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock (documented)
+            log.warning("no file locking on this platform: do not run two batches on %s at once", self.path)
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "another process"
+            os.close(fd)
+            output = str(self.path)[:-len(".lock")]
+            raise BatchInputError(f"{output} is being written by another lav2 batch (pid {holder}): wait for it, "
+                                  "or write to another output (use --shard I/N to split an input)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # releases the flock
+            self._fd = -1
+
+
 def read_done(output: str | os.PathLike, *, repair: bool = True) -> dict[str, dict[str, Any]]:
     """Rows already in ``output`` by id. A torn last line (no newline, or not JSON) is cut off when ``repair``."""
     path = Path(output)
@@ -199,12 +281,25 @@ class BatchSummary:
 
 def run_batch(rows: list[BatchRow], answer: Callable[[BatchRow], dict[str, Any]], output: str | os.PathLike, *,
               resume: bool = False, overwrite: bool = False, concurrency: int = 2,
-              progress: bool = True) -> BatchSummary:
+              progress: bool = True, bulk: Callable[[list[BatchRow]], Iterable[dict[str, Any]]] | None = None
+              ) -> BatchSummary:
     """Answer every row not yet in ``output`` with ``answer(row) -> dict``, at most ``concurrency`` at a time.
 
-    Rows are written as they finish (so the output order is completion order; every line has its ``id``).
+    Rows are written as they finish (so the output order is completion order; every line has its ``id``). With a
+    pipeline on the batching engine, ``concurrency`` rows in flight means: up to ``max_batch_size`` of them are
+    decoded together while the others run their experts. ``bulk``: instead of ``answer``, a function given all
+    rows still to do that yields their finished records in any order (``lav2 batch --ray``). Raises
+    :class:`BatchInputError` if another run holds the output.
     """
     out = Path(output)
+    with OutputLock(out):
+        return _run_locked(rows, answer, out, resume=resume, overwrite=overwrite, concurrency=concurrency,
+                           progress=progress, bulk=bulk)
+
+
+def _run_locked(rows: list[BatchRow], answer: Callable[[BatchRow], dict[str, Any]] | None, out: Path, *,
+                resume: bool, overwrite: bool, concurrency: int, progress: bool,
+                bulk: Callable[[list[BatchRow]], Iterable[dict[str, Any]]] | None) -> BatchSummary:
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
         raise BatchInputError(f"{out} already exists: pass --resume to continue it or --overwrite to start over")
     if overwrite and not resume and out.exists():
@@ -225,6 +320,18 @@ def run_batch(rows: list[BatchRow], answer: Callable[[BatchRow], dict[str, Any]]
     if not todo:
         return summary
     bar = _progress(len(rows), summary.skipped, progress)
+    if bulk is not None:
+        try:
+            with JsonlAppender(out) as sink:
+                for record in bulk(todo):
+                    sink.write(record)
+                    summary.written += 1
+                    summary.failed += record.get("error") is not None
+                    bar.update(1)
+        finally:
+            bar.close()
+        return summary
+    assert answer is not None, "run_batch needs answer or bulk"
     pool = cf.ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="lav2-batch")
     pending: set[cf.Future] = set()
     queue = iter(todo)

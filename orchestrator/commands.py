@@ -10,6 +10,9 @@ from typing import Any, TextIO
 
 log = logging.getLogger("lav2")
 
+#: lav2 batch's default --max-batch-size (bench/batch.py: rows/min levels off beyond it on a 2-core CPU)
+DEFAULT_BATCH_SIZE = 8
+
 _EXPERTS_HELP = ("which experts to consult: auto (keyword rules on the question, default), all, none, model (the "
                  "language model judges each expert), or a comma-separated list such as ocr,detection")
 
@@ -40,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("batch", help="answer many (image, question) rows; resumable JSONL output",
-                       description="Input: a .jsonl (one {\"image\", \"question\"[, \"id\"]} per line) or .csv file "
+                       description="Input: a .jsonl (one {\"image\", \"question\"[, \"id\"]} per line), .csv or .parquet file "
                                    "(columns image, question[, id]), or a folder of images with --question. Output: "
                                    "one JSON line per row, written durably as rows finish; --resume skips rows "
                                    "already written (safe after a crash or kill -9).")
@@ -50,9 +53,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="question to ask about every image (folders; repeatable; rows without a question in files)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run: skip rows already written")
     p.add_argument("--overwrite", action="store_true", help="start over, deleting an existing output")
-    p.add_argument("-j", "--concurrency", type=int, default=2,
-                   help="rows in flight at once (experts overlap; generation is one at a time; default 2)")
+    p.add_argument("--max-batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                   help=f"rows the model decodes together in one step (continuous batching; default "
+                        f"{DEFAULT_BATCH_SIZE}; 1 = one generation at a time)")
+    p.add_argument("--expert-workers", type=int, default=None, metavar="N",
+                   help="rows running their experts at once, ahead of generation (default: the number of CPU "
+                        "cores)")
+    p.add_argument("-j", "--concurrency", type=int, default=None,
+                   help="rows in flight at once (default: --max-batch-size + 2 x --expert-workers, so the batch "
+                        "stays full while upcoming rows run their experts)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="process only shard I of N (rows I, I+N, I+2N, ... of the input; I counts from 0): run "
+                        "N processes or machines with shards 0/N .. N-1/N and separate outputs to split an input")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("Ray (many machines; pip install 'llama-adapter-v2[ray]')")
+    g.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the rows on a Ray actor pool, one pipeline and model per actor: no ADDRESS = "
+                        "$RAY_ADDRESS or a new local instance; 'auto' = the cluster of this node; or "
+                        "ray://HOST:10001. Images must be reachable from every node")
+    g.add_argument("--ray-actors", type=int, default=1, metavar="N", help="actors (model copies; default 1)")
+    g.add_argument("--ray-cpus", type=float, default=1, metavar="C",
+                   help="CPUs Ray reserves per actor (default 1; torch then uses as many threads)")
+    g.add_argument("--ray-block", type=int, default=16, metavar="ROWS",
+                   help="rows sent to an actor at a time (default 16)")
     _pipeline_args(p)
     p.set_defaults(func=cmd_batch)
 
@@ -92,7 +115,7 @@ def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None
     g.add_argument("--system", default=None, help="system prompt (default: the prompt style's)")
 
 
-def build_pipeline(args: argparse.Namespace) -> Any:
+def build_pipeline(args: argparse.Namespace, **extra: Any) -> Any:
     from .experts import default_pipeline_experts
     from .pipeline import VisualQAPipeline
 
@@ -105,7 +128,7 @@ def build_pipeline(args: argparse.Namespace) -> Any:
                             dtype=args.dtype, experts=experts, router=args.experts,
                             expert_timeout=args.expert_timeout, max_new_tokens=args.max_new_tokens,
                             temperature=args.temperature, system=args.system,
-                            model_kwargs=None if args.weights == "auto" else {"weights": args.weights})
+                            model_kwargs=None if args.weights == "auto" else {"weights": args.weights}, **extra)
 
 
 # ------------------------------------------------------------------------------------------------ ask
@@ -239,20 +262,33 @@ def _default_history_turns(model: Any) -> int:
 
 # ------------------------------------------------------------------------------------------------ batch
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import read_rows, run_batch
+    import os
 
-    rows = read_rows(args.input, args.question)
+    from .batch import BatchInputError, read_rows, run_batch, shard_rows
+
+    for flag in ("max_batch_size", "expert_workers", "concurrency"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise BatchInputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    rows = shard_rows(read_rows(args.input, args.question), args.shard)
     output = args.output or f"{Path(args.input).name.rsplit('.', 1)[0] or 'batch'}.answers.jsonl"
-    pipeline = build_pipeline(args)
+    workers = args.expert_workers or os.cpu_count() or 2
+    concurrency = args.concurrency or args.max_batch_size + 2 * workers
+    if args.ray is None:
+        pipeline = build_pipeline(args, expert_workers=workers)
+        configure = getattr(pipeline.model, "configure_engine", None)
+        if configure is not None:
+            configure(max_batch_size=args.max_batch_size)
 
     def answer(row: Any) -> dict[str, Any]:
         r = pipeline.invoke({"image": row.image, "question": row.question})
         return {"answer": r.answer, "experts": r.experts, "errors": r.errors, "router": r.router["chosen"],
                 "visual_prefix": r.visual_prefix, "timings": r.timings}
 
+    bulk = _ray_bulk(args, workers) if args.ray is not None else None
     try:
-        summary = run_batch(rows, answer, output, resume=args.resume, overwrite=args.overwrite,
-                            concurrency=args.concurrency, progress=not args.no_progress)
+        summary = run_batch(rows, None if bulk else answer, output, resume=args.resume, overwrite=args.overwrite,
+                            concurrency=concurrency, progress=not args.no_progress, bulk=bulk)
     except KeyboardInterrupt:
         print(f"lav2 batch: interrupted; finished rows are in {output}: rerun with --resume to continue",
               file=sys.stderr)
@@ -260,6 +296,27 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(f"{output}: {summary.written} row(s) written, {summary.skipped} already done, "
           f"{summary.failed} failed (see their 'error'), {summary.total} in the input", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _ray_bulk(args: argparse.Namespace, workers: int) -> Any:
+    """The rows go to a Ray actor pool (orchestrator.ray_batch); each actor builds the pipeline of these flags."""
+    from .batch import BatchInputError
+    from .ray_batch import ray_answers
+
+    if args.detection_weights:
+        raise BatchInputError("--detection-weights is not supported with --ray yet: set LAV2_DETECTION_WEIGHTS on "
+                              "every node instead")
+    pipeline = {"model": args.model, "adapter": args.adapter, "vision": args.vision, "device": args.device,
+                "dtype": args.dtype, "router": args.experts, "expert_timeout": args.expert_timeout,
+                "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "system": args.system,
+                "model_kwargs": None if args.weights == "auto" else {"weights": args.weights}}
+
+    def bulk(todo: list) -> Any:
+        return ray_answers(todo, address=None if args.ray == "local" else args.ray, num_actors=args.ray_actors,
+                           batch_size=args.ray_block, cpus_per_actor=args.ray_cpus,
+                           max_batch_size=args.max_batch_size, expert_workers=workers, **pipeline)
+
+    return bulk
 
 
 # ------------------------------------------------------------------------------------------------ eval
