@@ -219,7 +219,14 @@ class AdapterV2Model:
 
     # -- generation ---------------------------------------------------------------------------------------
     def _prompt_ids(self, prompts: Sequence[str]) -> list[list[int]]:
-        return [self.tokenizer.encode(p) for p in prompts]
+        """Token ids of each prompt — every prompt this model encodes goes through here.
+
+        A segmented prompt (a ``str`` with ``pieces``, e.g. ``prompts.Prompt``: what every prompt style renders)
+        gets control tokens only from its template pieces; its content is encoded with special-token parsing off.
+        A plain ``str`` is a developer-formatted prompt: control tokens written in it are control tokens.
+        """
+        encode = getattr(self.tokenizer, "encode_prompt", None) or self.tokenizer.encode
+        return [encode(p) for p in prompts]
 
     def _visual(self, images: Sequence[Any] | None, n: int) -> torch.Tensor | None:
         if images is None:

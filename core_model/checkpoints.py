@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from .config import RELEASE_BIAS_TARGETS, AdapterConfig, ModelConfig
-from .errors import CheckpointMismatchError, ModelLoadError
+from .errors import CheckpointMismatchError, ConfigError, ModelLoadError, VisionUnavailableError
 from .groups import adapter_kinds
+from .safe_load import json_object, load_safetensors, torch_load
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,12 @@ def save_adapter(path: str | os.PathLike, ckpt: AdapterCheckpoint) -> Path:
 
 
 def load_adapter_file(path: str | os.PathLike, base_config: ModelConfig | None = None) -> AdapterCheckpoint:
-    """Read our format (directory or .safetensors with its JSON beside it) or an official ``.pth`` file."""
+    """Read our format (directory or .safetensors with its JSON beside it) or an official ``.pth`` file.
+
+    With ``base_config`` the adapter is validated against that base (:func:`validate_adapter`) before it is
+    returned: wrong dtypes, NaN/Inf and shapes that do not fit are refused, never loaded. Every failure is a
+    one-line :class:`ModelLoadError` (or its subclass :class:`CheckpointMismatchError`).
+    """
     p = Path(path).expanduser()
     if not p.exists():
         raise ModelLoadError(f"adapter {p} does not exist")
@@ -78,16 +84,32 @@ def load_adapter_file(path: str | os.PathLike, base_config: ModelConfig | None =
     if not cfg_path.is_file() or not w_path.is_file():
         raise ModelLoadError(f"{p}: expected {WEIGHTS} and {CONFIG} (this project's adapter format) or an "
                              "official .pth checkpoint")
-    meta = json.loads(cfg_path.read_text())
+    meta = json_object(cfg_path, "adapter config")
     if meta.get("format") != FORMAT:
         raise ModelLoadError(f"{cfg_path}: not a {FORMAT} config (format={meta.get('format')!r})")
-    if meta.get("version", 0) > VERSION:
-        raise ModelLoadError(f"{cfg_path}: adapter format version {meta['version']} is newer than this library "
+    version = meta.get("version", 0)
+    if not isinstance(version, int):
+        raise ModelLoadError(f"{cfg_path}: 'version' must be an integer, got {version!r}")
+    if version > VERSION:
+        raise ModelLoadError(f"{cfg_path}: adapter format version {version} is newer than this library "
                              f"supports ({VERSION}); upgrade llama-adapter-v2")
-    from safetensors.torch import load_file
-
-    return AdapterCheckpoint(AdapterConfig.from_dict(meta["adapter"]), load_file(str(w_path)), meta.get("base"),
-                             meta.get("vision_prefix"), meta.get("prompt_style"), str(directory))
+    if not isinstance(meta.get("adapter"), dict):
+        raise ModelLoadError(f"{cfg_path}: the key 'adapter' (the adapter layout) is missing or not an object")
+    for key in ("base", "vision_prefix"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise ModelLoadError(f"{cfg_path}: '{key}' must be an object or null, got {type(meta[key]).__name__}")
+    try:
+        acfg = AdapterConfig.from_dict(meta["adapter"])
+    except ConfigError as e:
+        raise ModelLoadError(f"{cfg_path}: invalid adapter layout: {e}") from e
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"{cfg_path}: invalid adapter layout ({e})") from e
+    style = meta.get("prompt_style")
+    ckpt = AdapterCheckpoint(acfg, load_safetensors(w_path, "adapter weights"), meta.get("base"),
+                             meta.get("vision_prefix"), style if isinstance(style, str) else None, str(directory))
+    if base_config is not None:
+        validate_adapter(ckpt, base_config)
+    return ckpt
 
 
 def check_base_compatible(ckpt: AdapterCheckpoint, cfg: ModelConfig) -> None:
@@ -100,16 +122,91 @@ def check_base_compatible(ckpt: AdapterCheckpoint, cfg: ModelConfig) -> None:
                 f"{key}={getattr(cfg, key)}: load the base model it was trained on")
 
 
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def validate_adapter(ckpt: AdapterCheckpoint, base: ModelConfig) -> None:
+    """Refuse an adapter that cannot be right for ``base`` — before anything is loaded into a model or written.
+
+    Checks the base shape it was made for, the layout against the base, then every tensor: a floating dtype
+    (an int or bool tensor is not a trained parameter), only finite values (NaN/Inf make every answer garbage),
+    and exactly the names and shapes the adapter layout has on this base (the visual prefix too, when the vision
+    libraries are installed). Raises :class:`CheckpointMismatchError` naming the first offending tensors.
+    """
+    src = ckpt.source or "adapter"
+    check_base_compatible(ckpt, base)
+    try:
+        ckpt.adapter.validate_for(base)
+    except ConfigError as e:
+        raise CheckpointMismatchError(f"{src}: the adapter layout does not fit the base: {e}") from e
+    wrong_type = [f"{k} ({v.dtype})" if isinstance(v, torch.Tensor) else f"{k} ({type(v).__name__})"
+                  for k, v in ckpt.state.items() if not isinstance(v, torch.Tensor) or v.dtype not in _FLOAT_DTYPES]
+    if wrong_type:
+        raise CheckpointMismatchError(f"{src}: adapter tensors must be floating point; got {wrong_type[:4]}: the "
+                                      "file is damaged or not an adapter")
+    not_finite = [f"{k} ({int((~torch.isfinite(v)).sum())} of {v.numel()})" for k, v in ckpt.state.items()
+                  if not bool(torch.isfinite(v).all())]
+    if not_finite:
+        raise CheckpointMismatchError(f"{src}: adapter tensors hold NaN/Inf values: {not_finite[:4]}; the training "
+                                      "run that wrote them diverged — use an earlier checkpoint")
+    expected = _expected_shapes(ckpt, base)
+    names = set(ckpt.state)
+    checkable = {n for n in names if not n.startswith("visual_prefix.")} if "visual_prefix" not in expected \
+        else names
+    want = {n for n in expected if n != "visual_prefix"}
+    # norms are overridden only when the adapter trained them; a missing norm keeps the base's value
+    missing = sorted(n for n in want - names if not n.endswith("norm.weight")
+                     and (not n.startswith("visual_prefix.") or ckpt.vision_prefix is not None))
+    unexpected = sorted(checkable - want)
+    if missing or unexpected:
+        raise CheckpointMismatchError(f"{src}: the tensors do not match the adapter layout on this base: missing "
+                                      f"{missing[:6]}, unexpected {unexpected[:6]}")
+    wrong = [f"{n}: {tuple(ckpt.state[n].shape)} vs {expected[n]}" for n in sorted(checkable & want)
+             if tuple(ckpt.state[n].shape) != expected[n]]
+    if wrong:
+        raise CheckpointMismatchError(f"{src}: tensor shapes do not fit the base (file vs expected): {wrong[:4]}; "
+                                      "use the base model the adapter was made for")
+
+
+def _expected_shapes(ckpt: AdapterCheckpoint, base: ModelConfig) -> dict[str, Any]:
+    """Name -> shape of every adapter parameter the layout has on ``base``, built on the meta device (no memory).
+    The key ``"visual_prefix"`` is present when the visual prefix's shapes could be computed too."""
+    from .model import Transformer
+
+    with torch.device("meta"):
+        llm = Transformer(base, ckpt.adapter)
+    kinds = adapter_kinds(llm)
+    shapes: dict[str, Any] = {n: tuple(p.shape) for n, p in llm.named_parameters() if n in kinds}
+    if ckpt.vision_prefix is None:
+        shapes["visual_prefix"] = True  # nothing visual expected: any visual_prefix.* key is unexpected
+        return shapes
+    try:
+        from .vision import VisualPrefixConfig, build_visual_prefix
+
+        pcfg = VisualPrefixConfig.from_dict(ckpt.vision_prefix)
+        with torch.device("meta"):
+            prefix = build_visual_prefix(pcfg)
+    except VisionUnavailableError:
+        log.debug("%s: vision libraries missing; the visual prefix's shapes are checked when it is built",
+                  ckpt.source)
+        return shapes
+    except (ConfigError, TypeError, ValueError, KeyError) as e:
+        raise CheckpointMismatchError(f"{ckpt.source}: invalid visual prefix config ({e})") from e
+    if pcfg.llm_dim != base.dim:
+        raise CheckpointMismatchError(f"{ckpt.source}: the visual prefix outputs width {pcfg.llm_dim}, the base has "
+                                      f"{base.dim}: use the base model the adapter was made for")
+    shapes.update({f"visual_prefix.{n}": tuple(p.shape) for n, p in prefix.named_parameters()})
+    shapes["visual_prefix"] = True
+    return shapes
+
+
 # ----------------------------------------------------------------------------------------- official release
 _OFFICIAL_VISUAL = ("clip_proj.", "clip_proj_norm.", "visual_query.", "visual_blocks.", "visual_proj.",
                     "visual_proj_norm.")
 
 
 def _read_official(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - pickle/zip errors vary
-        raise ModelLoadError(f"{path}: cannot read as a torch checkpoint with weights_only=True ({e})") from e
+    obj = torch_load(path, "LLaMA-Adapter checkpoint")
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         return obj["model"], dict(obj.get("config") or {})
     if isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -118,13 +215,24 @@ def _read_official(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
 
 
 def convert_official(path: str | os.PathLike, base: ModelConfig) -> AdapterCheckpoint:
-    """Map an official LLaMA-Adapter V2 file (multimodal 7B or chat65b layout) onto this project's names."""
+    """Map an official LLaMA-Adapter V2 file (multimodal 7B or chat65b layout) onto this project's names, and
+    validate the result against ``base`` (:func:`validate_adapter`): nothing that does not fit is returned."""
     p = Path(path)
     sd, cfg = _read_official(p)
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointMismatchError(f"{p}: 'model' must map names to tensors; {bad[:4]} are not tensors")
     sd = {k.removeprefix("module."): v for k, v in sd.items()}
-    if any(k.startswith("llama.") or k.startswith("adapter_query") for k in sd):
-        return _convert_multimodal(sd, cfg, base, str(p))
-    return _convert_chat65b(sd, base, str(p))
+    try:
+        if any(k.startswith("llama.") or k.startswith("adapter_query") for k in sd):
+            ckpt = _convert_multimodal(sd, cfg, base, str(p))
+        else:
+            ckpt = _convert_chat65b(sd, base, str(p))
+    except (ConfigError, ValueError, TypeError, IndexError, ZeroDivisionError) as e:
+        raise CheckpointMismatchError(f"{p}: cannot convert this checkpoint for a base with dim={base.dim}, "
+                                      f"n_layers={base.n_layers} ({e})") from e
+    validate_adapter(ckpt, base)
+    return ckpt
 
 
 def _convert_multimodal(sd: dict[str, torch.Tensor], cfg: dict[str, Any], base: ModelConfig,

@@ -27,8 +27,6 @@ import logging
 import os
 import re
 import threading
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
@@ -54,7 +52,6 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image,
 _BASE64_RE = re.compile(r"^[A-Za-z0-9+/_\-\s]+={0,2}\s*$")
 _DATA_URL_RE = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[^;,]*)*)(?P<b64>;base64)?,",
                           re.IGNORECASE)
-_CHUNK = 64 * 1024
 # ``warnings.catch_warnings`` swaps the process-wide filter list; serialise our (short, header-only) use of it
 # so two threads opening images concurrently cannot restore each other's filters out of order.
 _WARNINGS_LOCK = threading.Lock()
@@ -197,45 +194,20 @@ def _open_data_url(url: str, *, max_pixels: int, max_bytes: int) -> Image.Image:
 
 
 def _open_url(url: str, *, max_pixels: int, max_bytes: int, timeout: float) -> Image.Image:
-    """Fetch with urllib (no shell, no third-party client), enforcing type, size and an overall deadline."""
+    """Fetch under one wall-clock deadline (DNS, redirects and body included; only http(s) redirects), an
+    ``image/*`` content type and the byte cap (see :mod:`core_model.fetch`)."""
+    from .fetch import FetchError, FetchTimeout, fetch
+
     name = _describe_url(url)
-    request = urllib.request.Request(url, headers={"User-Agent": "llama-adapter-v2/0.1 (+core_model.images)",
-                                                   "Accept": "image/*"})
-    deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            ctype = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            if not ctype.startswith("image/"):
-                raise ImageError(f"{name}: server sent Content-Type {ctype or 'none'!r}, not an image")
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit():
-                _check_byte_count(int(declared), name, max_bytes)
-            data = _read_capped(response, name, max_bytes, deadline, timeout)
-    except ImageError:
-        raise
-    except urllib.error.HTTPError as e:
-        raise ImageError(f"{name}: HTTP {e.code} {e.reason}") from e
-    except urllib.error.URLError as e:
-        raise ImageError(f"{name}: cannot fetch ({e.reason}); if this machine is offline, download the image "
-                         "elsewhere and pass a local path") from e
-    except (TimeoutError, OSError) as e:
-        raise ImageError(f"{name}: fetch failed or timed out after {timeout:g}s ({e})") from e
-    return _decode(data, name, max_pixels=max_pixels, max_bytes=max_bytes)
-
-
-def _read_capped(response, name: str, max_bytes: int, deadline: float, timeout: float) -> bytes:
-    """Read at most ``max_bytes`` (fail as soon as one more byte arrives) before the overall deadline."""
-    buf = bytearray()
-    while True:
-        chunk = response.read(_CHUNK)
-        if not chunk:
-            return bytes(buf)
-        buf += chunk
-        if len(buf) > max_bytes:
-            raise ImageError(f"{name}: response exceeds max_bytes={max_bytes} (stopped reading); raise max_bytes "
-                             "if this image is expected")
-        if time.monotonic() > deadline:
-            raise ImageError(f"{name}: download did not finish within {timeout:g}s")
+        got = fetch(url, timeout=timeout, max_bytes=max_bytes, content_type_prefix="image/",
+                    headers={"User-Agent": "llama-adapter-v2/0.1 (+core_model.images)", "Accept": "image/*"})
+    except FetchTimeout as e:
+        raise ImageError(f"{name}: download did not finish within {timeout:g}s ({e})") from e
+    except FetchError as e:
+        raise ImageError(f"{name}: {e}; if this machine is offline, download the image elsewhere and pass a local "
+                         "path") from e
+    return _decode(got.data, name, max_pixels=max_pixels, max_bytes=max_bytes)
 
 
 def _from_array(arr: np.ndarray) -> Image.Image:

@@ -21,6 +21,7 @@ import torch
 
 from .config import ModelConfig, _meta_ffn
 from .errors import ModelLoadError, WeightsFormatError
+from .safe_load import json_object, load_safetensors, torch_load
 from .tokenizer import HFTokenizer, SentencePieceTokenizer, Tokenizer, load_tokenizer, tokenizer_from_gguf_fields
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,15 @@ def hf_to_meta_state(sd: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str,
 
 
 # --------------------------------------------------------------------------------------------- HF directory
+def _hf_config_checked(d: dict[str, Any], directory: Path) -> ModelConfig:
+    try:
+        return hf_config(d, directory.name)
+    except KeyError as e:
+        raise ModelLoadError(f"{directory / 'config.json'}: missing key {e} (not a LLaMA-architecture config?)") from e
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"{directory / 'config.json'}: invalid value ({e})") from e
+
+
 def hf_config(d: dict[str, Any], name: str) -> ModelConfig:
     arch = (d.get("architectures") or ["LlamaForCausalLM"])[0]
     if d.get("model_type", "llama") not in ("llama",) and arch != "LlamaForCausalLM":
@@ -136,24 +146,28 @@ def hf_config(d: dict[str, Any], name: str) -> ModelConfig:
 
 
 def _read_hf_tensors(directory: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     files = sorted(directory.glob("*.safetensors"))
     sd: dict[str, torch.Tensor] = {}
     if files:
         for f in files:
-            sd.update(load_file(str(f)))
+            sd.update(load_safetensors(f, "model weights"))
         return sd
     bins = sorted(directory.glob("pytorch_model*.bin"))
     if not bins:
         raise ModelLoadError(f"{directory}: no *.safetensors or pytorch_model*.bin weights")
     for f in bins:
-        sd.update(torch.load(f, map_location="cpu", weights_only=True, mmap=True))
+        sd.update(_state_dict(torch_load(f, "model weights", mmap=True), f))
     return sd
 
 
+def _state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelLoadError(f"{path}: expected a state dict (tensor name -> tensor), got {type(obj).__name__}")
+    return obj
+
+
 def resolve_hf_dir(directory: Path, tokenizer: Tokenizer | None = None) -> BaseSource:
-    cfg = hf_config(json.loads((directory / "config.json").read_text()), directory.name)
+    cfg = _hf_config_checked(json_object(directory / "config.json", "model config"), directory)
     tok = tokenizer or load_tokenizer(directory)
     return BaseSource("hf", directory, cfg, lambda: hf_to_meta_state(_read_hf_tensors(directory), cfg), tok)
 
@@ -196,15 +210,20 @@ def _find_meta_tokenizer(directory: Path) -> Path:
 
 
 def resolve_meta_dir(directory: Path, tokenizer: Tokenizer | None = None) -> BaseSource:
-    params = json.loads((directory / "params.json").read_text())
+    params = json_object(directory / "params.json", "Meta model parameters")
     shards = sorted(directory.glob("consolidated.*.pth"))
     if not shards:
         raise ModelLoadError(f"{directory}: params.json found but no consolidated.*.pth weights")
     tok = tokenizer or SentencePieceTokenizer(_find_meta_tokenizer(directory))
-    cfg = meta_config(params, tok.vocab_size, directory.name)
+    try:
+        cfg = meta_config(params, tok.vocab_size, directory.name)
+    except KeyError as e:
+        raise ModelLoadError(f"{directory / 'params.json'}: missing key {e}") from e
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"{directory / 'params.json'}: invalid value ({e})") from e
 
     def load() -> dict[str, torch.Tensor]:
-        parts = [torch.load(s, map_location="cpu", weights_only=True, mmap=True) for s in shards]
+        parts = [_state_dict(torch_load(s, "Meta checkpoint shard", mmap=True), s) for s in shards]
         sd = merge_meta_shards(parts)
         sd.pop("rope.freqs", None)
         return sd
@@ -335,16 +354,14 @@ class _GGUFFile:
         """(config, tokenizer, source kind); a given tokenizer is used as is, not read from the cache."""
         for directory, weights in ((self.packed_dir, "packed.safetensors"), (self.dense_dir, "model.safetensors")):
             if self._cached(directory, weights):
-                cfg = ModelConfig.from_dict(json.loads((directory / "lav2_model.json").read_text()))
+                cfg = _cached_config(directory)
                 return cfg, tokenizer or load_tokenizer(directory), "cache"
         _, cfg, tok = self.opened()
         return cfg, tokenizer or tok, "gguf"
 
     def load_dense(self) -> dict[str, torch.Tensor]:
-        from safetensors.torch import load_file
-
         if self._cached(self.dense_dir, "model.safetensors"):
-            return load_file(str(self.dense_dir / "model.safetensors"))
+            return load_safetensors(self.dense_dir / "model.safetensors", "cached model weights")
         reader, cfg, tok = self.opened()
         t0 = time.perf_counter()
         sd = gguf_tensors(reader, self.path)
@@ -388,12 +405,10 @@ def _save_packed(directory: Path, sd: dict[str, Any]) -> None:
 
 
 def _read_packed(directory: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
     from .quant import PackedWeight
 
-    layout = json.loads((directory / "packed.json").read_text())
-    sd: dict[str, Any] = load_file(str(directory / "packed.safetensors"))
+    layout = json_object(directory / "packed.json", "packed-weight layout")
+    sd: dict[str, Any] = load_safetensors(directory / "packed.safetensors", "cached packed weights")
     for name, spec in layout.items():
         sd[name] = PackedWeight(spec["kind"], sd[name], tuple(spec["shape"]))
     return sd
@@ -429,12 +444,19 @@ def write_cache(directory: Path, cfg: ModelConfig, sd: dict[str, torch.Tensor], 
     _publish_dir(directory, cfg, tok, lambda tmp: _save_dense(tmp, sd))
 
 
-def resolve_cached(directory: Path, tokenizer: Tokenizer | None = None) -> BaseSource:
-    from safetensors.torch import load_file
+def _cached_config(directory: Path) -> ModelConfig:
+    data = json_object(directory / "lav2_model.json", "model config")
+    try:
+        return ModelConfig.from_dict(data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelLoadError(f"{directory / 'lav2_model.json'}: invalid model config ({e})") from e
 
-    cfg = ModelConfig.from_dict(json.loads((directory / "lav2_model.json").read_text()))
+
+def resolve_cached(directory: Path, tokenizer: Tokenizer | None = None) -> BaseSource:
+    cfg = _cached_config(directory)
     tok = tokenizer or load_tokenizer(directory)
-    return BaseSource("cache", directory, cfg, lambda: load_file(str(directory / "model.safetensors")), tok)
+    return BaseSource("cache", directory, cfg,
+                      lambda: load_safetensors(directory / "model.safetensors", "model weights"), tok)
 
 
 # --------------------------------------------------------------------------------------------- default alias

@@ -1,17 +1,34 @@
 """Tokenizers: sentencepiece (LLaMA-1/2), tokenizer.json (HF), and the GGUF-embedded BPE (SmolLM2).
 
 All expose the same small interface the generator and the prompt styles need.
+
+Control tokens (``<|im_start|>``, ``<|eot_id|>``, ``</s>`` ...) may come only from a prompt template, never from
+content (user or tool messages, expert output, training data). Three ways in:
+
+* :meth:`Tokenizer.encode` ``(text)``: a developer-formatted string; control tokens written in it are parsed
+  (HF tokenizers), as they always were. ``parse_special=False`` encodes the text as plain text instead.
+* :meth:`Tokenizer.encode_pieces` ``([(text, template), ...])``: control tokens are recognised only inside
+  template pieces; content pieces are encoded with special-token parsing off. The text between two template
+  control tokens is encoded in one run, so a prompt whose content holds no control-token text gets exactly the
+  ids :meth:`encode` gives its joined text.
+* :meth:`Tokenizer.encode_prompt` ``(prompt)``: ``encode_pieces(prompt.pieces)`` for a segmented prompt (a ``str``
+  with a ``pieces`` attribute, e.g. ``prompts.Prompt``, what every prompt style renders), ``encode(prompt)`` for a
+  plain ``str``.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from .errors import ModelLoadError
 
 log = logging.getLogger(__name__)
+
+_PLAIN_LOCK = threading.Lock()
 
 # Chat end markers that should stop generation whenever the vocabulary has them.
 _END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>")
@@ -52,8 +69,41 @@ class Tokenizer:
     def vocab_size(self) -> int:
         raise NotImplementedError
 
-    def encode(self, text: str, bos: bool | None = None) -> list[int]:
-        raise NotImplementedError
+    def encode(self, text: str, bos: bool | None = None, *, parse_special: bool = True) -> list[int]:
+        """Token ids of ``text`` (BOS first when ``add_bos``/``bos``). ``parse_special=False``: control-token text
+        in ``text`` is encoded as ordinary text (for untrusted content)."""
+        ids = self._encode_text(text) if parse_special else self._encode_plain(text)
+        return self._with_bos(ids, bos)
+
+    def encode_pieces(self, pieces: Iterable[tuple[str, bool]], bos: bool | None = None) -> list[int]:
+        """Token ids of consecutive ``(text, template)`` pieces: control tokens only where ``template`` is True."""
+        pattern = self._control_pattern()
+        ids: list[int] = []
+        run: list[str] = []  # text since the last template control token, encoded in one go
+        for text, is_template in pieces:
+            if not text:
+                continue
+            if not is_template or pattern is None:
+                run.append(text)
+                continue
+            pos = 0
+            for m in pattern.finditer(text):
+                run.append(text[pos:m.start()])
+                ids += self._encode_plain("".join(run))
+                run = []
+                ids.append(self._controls[m.group(0)])
+                pos = m.end()
+            run.append(text[pos:])
+        ids += self._encode_plain("".join(run))
+        return self._with_bos(ids, bos)
+
+    def encode_prompt(self, prompt: str, bos: bool | None = None) -> list[int]:
+        """A segmented prompt (``prompt.pieces``) through :meth:`encode_pieces`, a plain ``str`` through
+        :meth:`encode` (a developer-formatted prompt)."""
+        pieces = getattr(prompt, "pieces", None)
+        if pieces is None:
+            return self.encode(prompt, bos)
+        return self.encode_pieces(pieces, bos)
 
     def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
         raise NotImplementedError
@@ -63,6 +113,34 @@ class Tokenizer:
 
     def save(self, directory: Path) -> None:
         raise NotImplementedError
+
+    # -- what subclasses provide ------------------------------------------------------------------------------
+    def _encode_text(self, text: str) -> list[int]:
+        """Developer text, control tokens parsed where the backend parses them; no BOS."""
+        if type(self).encode is not Tokenizer.encode:  # a subclass written against the older encode-only API
+            return list(self.encode(text, bos=False))
+        raise NotImplementedError(f"{type(self).__name__} must implement _encode_text and _encode_plain")
+
+    def _encode_plain(self, text: str) -> list[int]:
+        """Text with special-token parsing off; no BOS. Subclasses that can parse control tokens override it."""
+        return self._encode_text(text)
+
+    def control_tokens(self) -> dict[str, int]:
+        """The control-token strings a template may write, with their ids."""
+        return {}
+
+    @property
+    def _controls(self) -> dict[str, int]:
+        cached = self.__dict__.get("_controls_cache")
+        if cached is None:
+            cached = self.__dict__["_controls_cache"] = dict(self.control_tokens())
+        return cached
+
+    def _control_pattern(self) -> re.Pattern[str] | None:
+        if "_control_re" not in self.__dict__:
+            names = sorted(self._controls, key=len, reverse=True)  # longest first: <|im_start|> before <|im
+            self.__dict__["_control_re"] = re.compile("|".join(map(re.escape, names))) if names else None
+        return self.__dict__["_control_re"]
 
     def _with_bos(self, ids: list[int], bos: bool | None) -> list[int]:
         if (self.add_bos if bos is None else bos) and self.bos_id is not None:
@@ -97,8 +175,39 @@ class HFTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
-    def encode(self, text: str, bos: bool | None = None) -> list[int]:
-        return self._with_bos(self._tok.encode(text, add_special_tokens=False).ids, bos)
+    def _encode_text(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def _encode_plain(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return self._plain_tokenizer().encode(text, add_special_tokens=False).ids
+
+    def _plain_tokenizer(self) -> Any:
+        """A copy of the tokenizer that reads every added token's text as ordinary text.
+
+        ``encode_special_tokens`` covers special added tokens; added tokens not marked special (user-defined
+        ones, which some GGUF conversions use for chat markers) are turned special in the copy so they are
+        covered too.
+        """
+        plain = self.__dict__.get("_plain")
+        if plain is not None:
+            return plain
+        with _PLAIN_LOCK:
+            plain = self.__dict__.get("_plain")
+            if plain is None:
+                from tokenizers import Tokenizer as _Tok
+
+                spec = json.loads(self._tok.to_str())
+                for added in spec.get("added_tokens") or []:
+                    added["special"] = True
+                plain = _Tok.from_str(json.dumps(spec))
+                plain.encode_special_tokens = True
+                self.__dict__["_plain"] = plain
+        return plain
+
+    def control_tokens(self) -> dict[str, int]:
+        return {t.content: i for i, t in self._tok.get_added_tokens_decoder().items()}
 
     def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special)
@@ -125,10 +234,18 @@ class HFTokenizer(Tokenizer):
         path = directory / "tokenizer.json"
         if not path.is_file():
             raise ModelLoadError(f"no tokenizer.json in {directory}")
-        tok = _Tok.from_file(str(path))
+        try:
+            tok = _Tok.from_file(str(path))
+        except Exception as e:  # noqa: BLE001 - the Rust side raises a bare Exception for a malformed file
+            raise ModelLoadError(f"{path}: not a readable tokenizer.json ({str(e).splitlines()[0][:200]})") from e
         cfg: dict[str, Any] = {}
         if (directory / "tokenizer_config.json").is_file():
-            cfg = json.loads((directory / "tokenizer_config.json").read_text())
+            try:
+                cfg = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise ModelLoadError(f"{directory / 'tokenizer_config.json'}: invalid JSON ({e})") from e
+            if not isinstance(cfg, dict):
+                raise ModelLoadError(f"{directory / 'tokenizer_config.json'}: must be a JSON object")
 
         def _tok_str(v: Any) -> str | None:
             return v.get("content") if isinstance(v, dict) else v
@@ -178,8 +295,15 @@ class SentencePieceTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return self._sp.vocab_size()
 
-    def encode(self, text: str, bos: bool | None = None) -> list[int]:
-        return self._with_bos(list(self._sp.encode(text)), bos)
+    def _encode_text(self, text: str) -> list[int]:
+        return list(self._sp.encode(text))  # sentencepiece never reads control pieces (<s>, </s>) from text
+
+    def _encode_plain(self, text: str) -> list[int]:
+        return list(self._sp.encode(text)) if text else []
+
+    def control_tokens(self) -> dict[str, int]:
+        """``<s>``, ``</s>`` (and any other control piece): a template's textual ``</s><s>`` becomes the ids."""
+        return {self._sp.id_to_piece(i): i for i in range(self._sp.vocab_size()) if self._sp.is_control(i)}
 
     def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
         ids = [i for i in ids if not (skip_special and (i in self.eos_ids or i == self.bos_id))]
@@ -208,8 +332,11 @@ class ByteTokenizer(Tokenizer):
     def vocab_size(self) -> int:
         return 259
 
-    def encode(self, text: str, bos: bool | None = None) -> list[int]:
-        return self._with_bos(list(text.encode("utf-8")), bos)
+    def _encode_text(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))  # no control token has a text form here
+
+    def _encode_plain(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
 
     def decode(self, ids: Sequence[int], skip_special: bool = True) -> str:
         return bytes(i for i in ids if i < 256).decode("utf-8", errors="replace")

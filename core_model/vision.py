@@ -222,8 +222,9 @@ class CLIPVisionEncoder(nn.Module):
         ``model_name`` (its open_clip architecture, e.g. ``"ViT-L-14"``; ``quick_gelu=True`` for OpenAI weights
         — or use the ``-quickgelu`` model name).
 
-        TorchScript archives are loaded with ``torch.jit.load``: only use files you trust. State dicts are read
-        with ``weights_only=True``.
+        Nothing in the file runs: TorchScript archives are read by a restricted unpickler that only takes their
+        tensors (``torch.jit.load`` would run the archive's code), state dicts with ``weights_only=True``. A
+        checkpoint that needs full unpickling is refused unless listed in ``LAV2_TRUSTED_WEIGHTS``.
         """
         oc = _open_clip()
         text = os.fspath(path)
@@ -319,9 +320,24 @@ def _build_vision_tower(oc, embed_dim: int, vision_cfg: dict, quick_gelu: bool) 
 
 
 def _create_model(oc, name: str, **kwargs) -> nn.Module:
-    """open_clip.create_model with its many failure types turned into ModelLoadError."""
+    """open_clip.create_model with its many failure types turned into ModelLoadError.
+
+    Checkpoints are read with ``weights_only=True`` (open_clip's own default, made explicit); only a file the user
+    lists in ``LAV2_TRUSTED_WEIGHTS`` may be unpickled in full.
+    """
+    import pickle
+
+    from .safe_load import TRUST_ENV, is_trusted
+
+    source = kwargs.get("pretrained") or (name[len("local-dir:"):] if name.startswith("local-dir:") else None)
+    trusted = bool(source) and os.path.exists(source) and is_trusted(source)
     try:
-        return oc.create_model(name, precision="fp32", device="cpu", **kwargs)
+        return oc.create_model(name, precision="fp32", device="cpu", weights_only=not trusted, **kwargs)
+    except pickle.UnpicklingError as e:
+        raise ModelLoadError(f"open_clip could not load {source or name!r} safely: the checkpoint holds Python "
+                             "objects beyond tensors, which could run code while loading, so it was not loaded. "
+                             f"Re-save it as a state dict or safetensors, or, if you trust it, list it in "
+                             f"{TRUST_ENV}") from e
     except (RuntimeError, OSError, ValueError, KeyError) as e:
         raise ModelLoadError(f"open_clip could not build {name!r} ({kwargs.get('pretrained') or ''}): {e}. "
                              "Check that the checkpoint matches the architecture (model_name).") from e
@@ -346,10 +362,14 @@ def _is_torchscript_archive(path: Path) -> bool:
 
 
 def _from_openai_jit(cls, oc, path: Path) -> CLIPVisionEncoder:
-    """Read the weights out of the TorchScript archive and rebuild a plain open_clip model from them."""
+    """Read the weights out of the TorchScript archive (no code of it runs) and rebuild a plain open_clip model."""
+    from .safe_load import read_torchscript_state
+
+    state = read_torchscript_state(path)
+    # the text causal mask (a buffer when open_clip itself was scripted) is rebuilt; scalars are not weights
+    for key in ("attn_mask", "input_resolution", "context_length", "vocab_size"):
+        state.pop(key, None)
     try:
-        state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-        state.pop("attn_mask", None)  # the text causal mask: a buffer when open_clip itself was scripted, rebuilt
         model = oc.model.build_model_from_openai_state_dict(state, quick_gelu=True, cast_dtype=None).float()
     except (RuntimeError, KeyError, ValueError) as e:
         raise ModelLoadError(f"{path}: not a readable OpenAI CLIP TorchScript archive ({e})") from e

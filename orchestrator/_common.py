@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +27,64 @@ _warned_lock = threading.Lock()
 def is_model_object(value: Any) -> bool:
     """A loaded model (``core_model.AdapterV2Model`` or anything with the same ``generate``/``tokenizer``)."""
     return not isinstance(value, str) and hasattr(value, "generate") and hasattr(value, "tokenizer")
+
+
+#: other ecosystems' names for our fields (Ollama, OpenAI, Google, Anthropic, Mistral, transformers)
+ARGUMENT_ALIASES = {
+    "num_predict": "max_tokens", "max_completion_tokens": "max_tokens", "max_output_tokens": "max_tokens",
+    "max_tokens_to_sample": "max_tokens", "model_name": "model", "model_id": "model", "stop_sequences": "stop",
+    "random_seed": "seed",
+}
+_ALIAS_MARKERS = ("max_new_tokens",)  # pydantic aliases of our own fields
+
+
+def normalise_arguments(cls: type, values: Any) -> Any:
+    """Constructor arguments of a wrapper: known aliases mapped onto our fields, unknown names warned about.
+
+    ``ChatOpenAI`` warns when it does not know an argument; silently dropping ``num_predict=16`` would leave a
+    user with 256-token answers and no idea why. An alias given together with its field (different values) is
+    an error.
+    """
+    if not isinstance(values, dict):
+        return values
+    fields = set(cls.model_fields)
+    known = fields | {f.alias for f in cls.model_fields.values() if f.alias} | set(_ALIAS_MARKERS)
+    out = dict(values)
+    for alias, target in ARGUMENT_ALIASES.items():
+        if alias not in out or alias in fields:
+            continue
+        value = out.pop(alias)
+        given = [k for k in (target, *(f.alias for n, f in cls.model_fields.items() if n == target and f.alias))
+                 if k in out]
+        if given and out[given[0]] != value:
+            raise ValueError(f"{cls.__name__}: {alias}={value!r} and {given[0]}={out[given[0]]!r} name the same "
+                             f"setting ({target}); pass only one")
+        if not given:
+            out[target] = value
+    unknown = sorted(k for k in out if k not in known)
+    if unknown:
+        warnings.warn(f"{cls.__name__}: unknown argument(s) {', '.join(unknown)} ignored (not parameters of this "
+                      f"model; known aliases: {', '.join(sorted(ARGUMENT_ALIASES))}). Please confirm that they "
+                      "are what you intended.", UserWarning, stacklevel=4)
+        for k in unknown:
+            out.pop(k)
+    return out
+
+
+def count_text_tokens(model: Any, text: str) -> list[int]:
+    """Token ids of ``text`` as content (no BOS, control-token text is plain text) with the model's tokenizer."""
+    tok = model.tokenizer
+    try:
+        return list(tok.encode(text, bos=False, parse_special=False))
+    except TypeError:  # a tokenizer without the parse_special switch
+        return list(tok.encode(text, bos=False))
+
+
+def count_prompt_tokens(model: Any, prompt: str) -> int:
+    """How many tokens the model reads for ``prompt`` (segmented prompts keep their content plain)."""
+    tok = model.tokenizer
+    encode = getattr(tok, "encode_prompt", None) or tok.encode
+    return len(encode(prompt))
 
 
 def split_model_argument(values: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +121,9 @@ def image_for_model(model: AdapterV2Model, image: Any, on_missing_vision: str = 
         return image, VISUAL_PREFIX_ON
     if on_missing_vision == "error":
         model.encode_images([image])  # raises VisionUnavailableError with the model's own how-to-fix message
+    from core_model.images import open_image
+
+    open_image(image)  # unseen by the model, but still an input: an invalid image is an ImageError, not ignored
     with _warned_lock:
         first = (id(model), log_level) not in _warned
         _warned.add((id(model), log_level))
@@ -77,7 +139,9 @@ def sampling_kwargs(wrapper: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     def pick(name: str, field: str | None = None) -> Any:
         return overrides[name] if overrides.get(name) is not None else getattr(wrapper, field or name)
 
-    max_new = overrides.get("max_new_tokens", overrides.get("max_tokens"))
+    max_new = next((overrides[k] for k in ("max_new_tokens", "max_tokens", *(a for a, t in ARGUMENT_ALIASES.items()
+                                                                           if t == "max_tokens"))
+                    if overrides.get(k) is not None), None)
     return {
         "max_new_tokens": int(max_new if max_new is not None else wrapper.max_tokens),
         "temperature": float(pick("temperature")),
@@ -164,5 +228,4 @@ def streamed_usage(model: Any, prompt: str, text: str, returned: Any) -> tuple[i
     ``Completion``, else counted by re-encoding (can differ by a token at odd byte boundaries)."""
     if returned is not None and hasattr(returned, "completion_tokens"):
         return int(returned.prompt_tokens), int(returned.completion_tokens)
-    n_in = len(model.tokenizer.encode(prompt))
-    return n_in, len(model.tokenizer.encode(text, bos=False)) if text else 0
+    return count_prompt_tokens(model, prompt), len(count_text_tokens(model, text)) if text else 0

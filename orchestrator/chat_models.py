@@ -30,9 +30,12 @@ from pydantic import ConfigDict, Field, model_validator
 from ._common import (
     Captured,
     aiter_in_thread,
+    count_prompt_tokens,
+    count_text_tokens,
     image_for_model,
     load_client,
     merge_stop,
+    normalise_arguments,
     sampling_kwargs,
     split_model_argument,
     streamed_usage,
@@ -162,7 +165,7 @@ class ChatLlamaAdapterV2(BaseChatModel):
     @model_validator(mode="before")
     @classmethod
     def _accept_model_object(cls, values: Any) -> Any:
-        return split_model_argument(values)
+        return split_model_argument(normalise_arguments(cls, values))
 
     # -- LangChain plumbing -------------------------------------------------------------------------------
     @property
@@ -203,23 +206,43 @@ class ChatLlamaAdapterV2(BaseChatModel):
         choice = _normalise_tool_choice(tool_choice, names)
         return super().bind(tools=formatted, tool_choice=choice, **kwargs)
 
+    # -- token counting (LangChain's defaults would download a GPT-2 tokenizer) --------------------------------
+    def get_token_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` with the model's own tokenizer (as content: no BOS, no control tokens)."""
+        return count_text_tokens(self.llama_model, text)
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """Exactly the prompt tokens generation would read for ``messages`` (template, tool list included)."""
+        formatted = [convert_to_openai_tool(t) for t in tools] if tools else []
+        prompt, _, _ = self._render(messages, formatted, None)
+        return count_prompt_tokens(self.llama_model, prompt)
+
     # -- generation ---------------------------------------------------------------------------------------
-    def _prepare(self, messages: list[BaseMessage], stop: list[str] | None,
-                 kwargs: dict[str, Any]) -> tuple[str, list[str], Any, str, str]:
-        """``(prompt, stop strings, image or None, visual-prefix note, pre-filled reply start)``."""
+    def _render(self, messages: list[BaseMessage], tools: list[dict[str, Any]],
+                choice: str | None) -> tuple[Any, Any, Any]:
+        """``(prompt, prompt style, last image of the conversation or None)``."""
         from prompts import get_style
 
+        style = get_style(self.prompt_style or self.llama_model.prompt_style)
+        turns, image = _convert_messages(messages)
+        if tools:
+            turns = _with_tool_instructions(turns, tools, choice)
+        return style.format_chat(turns, add_generation_prompt=True), style, image
+
+    def _prepare(self, messages: list[BaseMessage], stop: list[str] | None,
+                 kwargs: dict[str, Any]) -> tuple[str, list[str], Any, str, str]:
+        """``(prompt, stop strings, image or None, visual-prefix note, pre-filled reply start)``.
+
+        The prompt is a segmented ``prompts.Prompt``: message content, tool results and tool specs are content
+        (no control tokens); only the template and the pre-filled reply start are template text.
+        """
         model = self.llama_model
-        style = get_style(self.prompt_style or model.prompt_style)
         tools = kwargs.pop("tools", None) or []
         choice = kwargs.pop("tool_choice", None)
         kwargs.pop("parallel_tool_calls", None)
         if choice == "none":
             tools = []
-        turns, image = _convert_messages(messages)
-        if tools:
-            turns = _with_tool_instructions(turns, tools, choice)
-        prompt = style.format_chat(turns, add_generation_prompt=True)
+        prompt, style, image = self._render(messages, tools, choice)
         prefill = _tool_prefill(tools, choice)
         image, note = image_for_model(model, image, self.on_missing_vision)
         if image is not None:

@@ -180,11 +180,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("lav2: interrupted", file=sys.stderr)
         return 130
     except _known_errors() as e:
-        print(f"lav2 {args.command}: error: {e}", file=sys.stderr)
+        print(f"lav2 {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except (FileNotFoundError, PermissionError, IsADirectoryError) as e:
-        print(f"lav2 {args.command}: error: {e}", file=sys.stderr)
+        print(f"lav2 {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+
+
+def _one_line(error: BaseException) -> str:
+    """The error as one line (messages of third-party libraries quoted inside ours may span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 if __name__ == "__main__":

@@ -136,13 +136,19 @@ def cmd_ask(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(args)
     request = {"image": args.image, "question": args.question}
     out = sys.stdout
-    if args.json and args.stream:
-        for chunk in pipeline.stream(request):
-            out.write(json.dumps(chunk.to_dict(), ensure_ascii=False, default=str) + "\n")
-            out.flush()
-        return 0
     if args.json:
-        result = pipeline.invoke(request)
+        # stdout carries only the JSON: whatever a library prints while the pipeline runs goes to stderr
+        import contextlib
+
+        chunks = pipeline.stream(request) if args.stream else None
+        with contextlib.redirect_stdout(sys.stderr):
+            if chunks is None:
+                result = pipeline.invoke(request)
+            else:
+                for chunk in chunks:
+                    out.write(json.dumps(chunk.to_dict(), ensure_ascii=False, default=str) + "\n")
+                    out.flush()
+                return 0
         out.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2, default=str) + "\n")
         return 0
     if not args.stream:

@@ -10,7 +10,16 @@ from langchain_core.language_models.base import LangSmithParams
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
-from ._common import aiter_in_thread, image_for_model, load_client, merge_stop, sampling_kwargs, split_model_argument
+from ._common import (
+    aiter_in_thread,
+    count_text_tokens,
+    image_for_model,
+    load_client,
+    merge_stop,
+    normalise_arguments,
+    sampling_kwargs,
+    split_model_argument,
+)
 from ._model_cache import DEFAULT_MODEL
 
 __all__ = ["LlamaAdapterV2LLM"]
@@ -83,7 +92,9 @@ class LlamaAdapterV2LLM(LLM):
     system: str | None = None
     """System prompt for the template (None: the style's default)."""
     raw: bool = False
-    """Send the prompt exactly as given, without a template (for already formatted prompts)."""
+    """Send the prompt exactly as given, without a template (for already formatted prompts). A raw prompt is
+    developer-formatted: control tokens written in it (``<|im_start|>`` ...) are parsed. Without ``raw`` the
+    prompt is content inside the template and cannot emit control tokens."""
     temperature: float = 0.0
     max_tokens: int = Field(default=256, alias="max_new_tokens")
     top_p: float = 1.0
@@ -105,7 +116,7 @@ class LlamaAdapterV2LLM(LLM):
     @model_validator(mode="before")
     @classmethod
     def _accept_model_object(cls, values: Any) -> Any:
-        return split_model_argument(values)
+        return split_model_argument(normalise_arguments(cls, values))
 
     # -- LangChain plumbing -------------------------------------------------------------------------------
     @property
@@ -129,6 +140,10 @@ class LlamaAdapterV2LLM(LLM):
         return params
 
     # -- helpers ------------------------------------------------------------------------------------------
+    def get_token_ids(self, text: str) -> list[int]:
+        """Token ids of ``text`` with the model's own tokenizer (LangChain's default downloads GPT-2's)."""
+        return count_text_tokens(self.llama_model, text)
+
     @property
     def llama_model(self) -> Any:
         """The loaded ``core_model`` model (loaded on first use, shared with wrappers of the same arguments)."""

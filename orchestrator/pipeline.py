@@ -28,6 +28,7 @@ from ._common import (
     VISUAL_PREFIX_ON,
     Captured,
     aiter_in_thread,
+    count_prompt_tokens,
     image_for_model,
     is_model_object,
     streamed_usage,
@@ -89,8 +90,8 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
             taking ``image=`` and/or ``query=``).
         router: an :class:`ExpertRouter` or a policy: ``"auto"`` (default), ``"all"``, ``"none"``, ``"model"``,
             a list of expert names.
-        expert_timeout: seconds each expert may take; a late expert is recorded as timed out (its thread is left
-            to finish in the background, its output ignored).
+        expert_timeout: seconds each expert may take; a late expert is recorded as timed out (its daemon thread
+            is left to finish in the background, its output ignored; it never keeps the process from exiting).
         max_new_tokens, temperature: answer generation (greedy and short by default: small models stay on topic).
         answer_hint: appended to the question (default ``"Answer briefly."``; ``""`` for none).
         system: system prompt (None: the prompt style's default).
@@ -265,18 +266,23 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         """Run the named experts concurrently, each with ``expert_timeout``; ``{name: {text, error, seconds}}``.
 
         All start at once (one thread each), so the wall time is that of the slowest expert, not the sum. Never
-        raises for an expert's failure.
+        raises for an expert's failure — not even for ``SystemExit`` raised inside one. The threads are daemon
+        threads: a hung expert is abandoned after its timeout and cannot keep the interpreter from exiting
+        (a ``ThreadPoolExecutor`` joins its workers at exit).
         """
         by_name = {e.name: e for e in self.experts}
         tools = [by_name[n] for n in names]
         if not tools:
             return {}
         outcomes: dict[str, dict[str, Any]] = {}
-        pool = cf.ThreadPoolExecutor(max_workers=len(tools), thread_name_prefix="lav2-expert")
         started = time.perf_counter()
-        futures = {pool.submit(self._run_one, tool, image, question): tool.name for tool in tools}
+        futures: dict[cf.Future, str] = {}
+        for tool in tools:
+            future: cf.Future = cf.Future()
+            threading.Thread(target=self._run_into, args=(future, tool, image, question),
+                             name=f"lav2-expert-{tool.name}", daemon=True).start()
+            futures[future] = tool.name
         done, not_done = cf.wait(futures, timeout=self.expert_timeout)
-        pool.shutdown(wait=False, cancel_futures=True)  # late experts finish in the background, ignored
         for future in done:
             outcomes[futures[future]] = future.result()
         for future in not_done:
@@ -285,6 +291,14 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
             outcomes[name] = {"text": "", "error": f"timed out after {self.expert_timeout:g}s",
                               "seconds": round(time.perf_counter() - started, 4)}
         return {n: outcomes[n] for n in names}  # router order
+
+    def _run_into(self, future: cf.Future, tool: Any, image: Any, question: str) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(self._run_one(tool, image, question))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's future, never lost in a thread
+            future.set_exception(exc)
 
     def _run_one(self, tool: Any, image: Any, question: str) -> dict[str, Any]:
         start = time.perf_counter()
@@ -297,9 +311,14 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
                     return {**cached, "seconds": 0.0, "cached": True}
         try:
             result = tool.run_expert(image=image, query=question)
-            outcome = {"text": contribution(result, tool) if result.error is None else "", "error": result.error,
-                       "seconds": round(result.seconds or time.perf_counter() - start, 4)}
-        except Exception as exc:  # noqa: BLE001 - an expert outside tools' contract must not sink the answer
+            if result is None:  # an expert outside tools' contract that returned nothing contributes nothing
+                outcome = {"text": "", "error": None, "seconds": round(time.perf_counter() - start, 4)}
+            else:
+                error = getattr(result, "error", None)
+                text = (contribution(result, tool) or "") if error is None else ""
+                outcome = {"text": text, "error": error,
+                           "seconds": round(getattr(result, "seconds", 0) or time.perf_counter() - start, 4)}
+        except BaseException as exc:  # noqa: BLE001 - SystemExit from an expert must not sink the answer either
             log.warning("expert %r raised", tool.name, exc_info=True)
             outcome = {"text": "", "error": f"{type(exc).__name__}: {exc}",
                        "seconds": round(time.perf_counter() - start, 4)}
@@ -334,16 +353,56 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
                                      max_total_chars=self.max_context_chars)
 
     def build_prompt(self, question: str, context: str, history: Sequence[Any] | None = None) -> tuple[str, list[str]]:
-        """``(prompt, stop strings)``: the context first, the question (with the answer hint) last."""
+        """``(prompt, stop strings)``: the context first, the question (with the answer hint) last.
+
+        ``history`` is limited by tokens: the oldest turns are dropped until the prompt and ``max_new_tokens`` fit
+        the model's context. If even the question alone does not fit, the ``ContextLengthError`` says so.
+        """
         from prompts import compose_prompt, get_style
 
         style = get_style(self.prompt_style or self.model.prompt_style)
         asked = f"{question.strip()} {self.answer_hint}".strip() if self.answer_hint else question.strip()
-        return (compose_prompt(style, asked, context or None, system=self.system, history=history),
-                list(style.stop))
+        turns = list(history or [])
+        prompt = compose_prompt(style, asked, context or None, system=self.system, history=turns or None)
+        limit = getattr(getattr(self.model, "config", None), "max_seq_len", None)
+        if not turns or not isinstance(limit, int):
+            return prompt, list(style.stop)
+        dropped = 0
+        while count_prompt_tokens(self.model, prompt) + self.max_new_tokens > limit:
+            removed = _drop_oldest_exchange(turns)
+            if not removed:
+                from core_model.errors import ContextLengthError
+
+                raise ContextLengthError(
+                    f"the question with its expert context needs {count_prompt_tokens(self.model, prompt)} tokens + "
+                    f"max_new_tokens {self.max_new_tokens}, more than the model's context of {limit} tokens, even "
+                    f"with all {dropped} earlier messages of the conversation history dropped: ask a shorter "
+                    "question, lower max_new_tokens, or consult fewer experts")
+            dropped += removed
+            prompt = compose_prompt(style, asked, context or None, system=self.system, history=turns or None)
+        if dropped:
+            log.info("dropped the %d oldest message(s) of the conversation history to fit the model's context of "
+                     "%d tokens", dropped, limit)
+        return prompt, list(style.stop)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def _drop_oldest_exchange(turns: list[Any]) -> int:
+    """Remove the oldest exchange (a message and the assistant replies after it; system messages stay) in place,
+    so the history still alternates user/assistant. Returns how many messages were removed."""
+    def role(turn: Any) -> Any:
+        return turn.get("role") if isinstance(turn, Mapping) else getattr(turn, "role", None)
+
+    first = next((i for i, t in enumerate(turns) if role(t) != "system"), None)
+    if first is None:
+        return 0
+    end = first + 1
+    while end < len(turns) and role(turns[end]) == "assistant":
+        end += 1
+    del turns[first:end]
+    return end - first
+
+
 def _parse_input(input: Any) -> tuple[Any, str, Any, list | None]:
     """``(image source or None, question, routing policy for this call or None, history or None)``."""
     if isinstance(input, str):

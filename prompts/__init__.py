@@ -12,6 +12,7 @@ from .context import (
 )
 from .errors import DuplicatePromptStyleError, PromptError, PromptFormatError, UnknownPromptStyleError
 from .registry import get_style, list_styles, register_style
+from .segmented import Piece, Prompt, fill_template
 from .styles import (
     ALPACA_PROMPT_INPUT,
     ALPACA_PROMPT_NO_INPUT,
@@ -35,7 +36,9 @@ __all__ = [
     "DuplicatePromptStyleError",
     "Llama2Style",
     "Message",
+    "Piece",
     "PlainStyle",
+    "Prompt",
     "PromptError",
     "PromptFormatError",
     "PromptStyle",
@@ -43,6 +46,7 @@ __all__ = [
     "UnknownPromptStyleError",
     "build_visual_question",
     "compose_prompt",
+    "fill_template",
     "format_expert_context",
     "get_style",
     "list_styles",

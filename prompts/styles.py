@@ -7,6 +7,11 @@ drift apart: a *response* segment is exactly what the model must generate after 
 including the style's end marker.
 
 No style renders the tokenizer's BOS: tokenizers add it themselves and a textual ``<s>`` would be doubled.
+
+Rendered text is a :class:`~prompts.segmented.Prompt`: a ``str`` that also knows which pieces the template wrote
+and which came from messages, so a tokenizer can refuse control tokens inside content (``core_model``'s
+``Tokenizer.encode_prompt``). Message content is handed to :meth:`PromptStyle.render_segments` already marked as
+content; a custom style that builds its text with ``+`` keeps the marks.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from typing import Literal, Union
 
 from .errors import PromptFormatError
+from .segmented import Piece, Prompt, content, fill_template
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
@@ -91,11 +97,22 @@ class PromptStyle:
         raise NotImplementedError(f"{type(self).__name__} must implement render_segments(messages, "
                                   "add_generation_prompt) to be usable as a prompt style")
 
-    def format_chat(self, messages: Sequence[MessageLike], add_generation_prompt: bool = True) -> str:
-        """Render a multi-turn conversation; with ``add_generation_prompt`` it ends where the reply starts."""
-        return "".join(text for text, _ in self.render_segments(as_messages(messages), add_generation_prompt))
+    def render(self, messages: Sequence[MessageLike], add_generation_prompt: bool) -> list[tuple[Prompt, bool]]:
+        """:meth:`render_segments` with every message's content marked as content and every segment a
+        :class:`Prompt` (what :meth:`format_chat` and :meth:`split_for_training` are built on)."""
+        given = as_messages(messages)
+        marked = [Message(m.role, content(m.content)) for m in given]
+        segments = self.render_segments(marked, add_generation_prompt)
+        if any(not isinstance(text, Prompt) for text, _ in segments):
+            # a custom style built plain strings: find the messages' content in them again
+            segments = _recover_content(segments, [m.content for m in given])
+        return [(text if isinstance(text, Prompt) else Prompt.template(text), flag) for text, flag in segments]
 
-    def split_for_training(self, messages: Sequence[MessageLike]) -> list[Segment]:
+    def format_chat(self, messages: Sequence[MessageLike], add_generation_prompt: bool = True) -> Prompt:
+        """Render a multi-turn conversation; with ``add_generation_prompt`` it ends where the reply starts."""
+        return Prompt(text for text, _ in self.render(messages, add_generation_prompt))
+
+    def split_for_training(self, messages: Sequence[MessageLike]) -> list[tuple[Prompt, bool]]:
         """``format_chat(messages, add_generation_prompt=False)`` cut into prompt and response segments.
 
         Flag True marks response text (assistant content + end marker) the loss is computed on. Non-response
@@ -104,8 +121,8 @@ class PromptStyle:
         boundaries tokenise the joined text once and map the segments by character offsets: tokenising
         segments separately can merge differently at the seams with BPE/sentencepiece.
         """
-        merged: list[Segment] = []
-        for text, is_response in self.render_segments(as_messages(messages), add_generation_prompt=False):
+        merged: list[tuple[Prompt, bool]] = []
+        for text, is_response in self.render(messages, add_generation_prompt=False):
             if is_response:
                 merged.append((text, True))
             elif text and merged and not merged[-1][1]:
@@ -115,14 +132,14 @@ class PromptStyle:
         return merged
 
     def format(self, instruction: str, input: str | None = None, *, system: str | None = None,
-               history: Sequence[MessageLike] | None = None) -> str:
+               history: Sequence[MessageLike] | None = None) -> Prompt:
         """Single-turn prompt (optionally after earlier ``history`` turns), ready for generation.
 
         Chat styles put ``input`` after the instruction in the user turn, separated by a blank line (the usual
         way Alpaca-shaped data is rendered in chat templates); ``system=None`` means the style's default.
         """
-        content = instruction if _is_blank(input) else f"{instruction}\n\n{input}"
-        return self.format_chat(_conversation(system, history, content), add_generation_prompt=True)
+        text = instruction if _is_blank(input) else content(instruction) + "\n\n" + content(input)
+        return self.format_chat(_conversation(system, history, text), add_generation_prompt=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,17 +160,20 @@ class TurnStyle(PromptStyle):
             messages = [Message("system", self.default_system), *messages]
         segments: list[Segment] = []
         for m in messages:
-            content = m.content.strip() if self.strip_content else m.content
+            body = content(m.content)
+            if self.strip_content:
+                body = body.strip()
             if m.role == "assistant":
-                segments += [(self._header("assistant"), False), (content + self.end, True), (self.separator, False)]
+                segments += [(self._header("assistant"), False), (body + self.end, True),
+                             (Prompt.template(self.separator), False)]
             else:
-                segments.append((self._header(m.role) + content + self.end + self.separator, False))
+                segments.append((self._header(m.role) + body + self.end + self.separator, False))
         if add_generation_prompt:
             segments.append((self._header("assistant"), False))
         return segments
 
-    def _header(self, role: str) -> str:
-        return self.header.replace("{role}", role)  # not str.format: custom headers may contain braces
+    def _header(self, role: str) -> Prompt:
+        return Prompt.template(self.header.replace("{role}", role))  # not str.format: headers may hold braces
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,12 +199,13 @@ class Llama2Style(PromptStyle):
                 raise PromptFormatError(f"style 'llama2' needs turns alternating user/assistant; message {i} "
                                         f"after the system prompt is {m.role!r}, expected {expected!r}")
             if m.role == "user":
-                content = m.content
+                body = content(m.content)
                 if i == 0 and system is not None:
-                    content = f"<<SYS>>\n{system}\n<</SYS>>\n\n{content}"
-                segments.append((f"{'' if i == 0 else '<s>'}[INST] {content.strip()} [/INST]", False))
+                    body = Prompt.template("<<SYS>>\n") + content(system) + "\n<</SYS>>\n\n" + body
+                segments.append((Prompt.template(f"{'' if i == 0 else '<s>'}[INST] ") + body.strip() + " [/INST]",
+                                 False))
             else:
-                segments.append((f" {m.content.strip()} </s>", True))
+                segments.append((Prompt.template(" ") + content(m.content).strip() + " </s>", True))
         if add_generation_prompt and turns[-1].role == "assistant":
             raise PromptFormatError("style 'llama2' can only prompt for a reply after a user message; "
                                     "end the conversation with a user turn or pass add_generation_prompt=False")
@@ -205,7 +226,7 @@ class AlpacaStyle(PromptStyle):
     context_slot: Literal["user", "input"] = "input"
 
     def format(self, instruction: str, input: str | None = None, *, system: str | None = None,
-               history: Sequence[MessageLike] | None = None) -> str:
+               history: Sequence[MessageLike] | None = None) -> Prompt:
         messages = _conversation(system, history, instruction)
         history_system, turns = _leading_system(messages, self)
         return self._prompt(turns[-1].content, input, history_system, turns[:-1])
@@ -220,16 +241,17 @@ class AlpacaStyle(PromptStyle):
             raise PromptFormatError("style 'alpaca' renders one exchange: after the last user message allow at "
                                     "most one assistant message, and none when add_generation_prompt=True")
         prompt = self._prompt(turns[last_user].content, None, system, turns[:last_user])
-        return [(prompt, False)] + [(m.content, True) for m in reply]
+        return [(prompt, False)] + [(content(m.content), True) for m in reply]
 
-    def _prompt(self, instruction: str, input: str | None, system: str | None, history: list[Message]) -> str:
+    def _prompt(self, instruction: str, input: str | None, system: str | None, history: list[Message]) -> Prompt:
         system = self.default_system if system is None else system
-        parts = [p for p in (input, _transcript(history)) if not _is_blank(p)]
+        parts = [content(p) for p in (input, _transcript(history)) if not _is_blank(p)]
         if parts:
-            text = ALPACA_PROMPT_INPUT.format(instruction=instruction, input="\n\n".join(parts))
+            text = fill_template(ALPACA_PROMPT_INPUT, instruction=instruction,
+                                 input=Prompt.template("\n\n").join(parts))
         else:
-            text = ALPACA_PROMPT_NO_INPUT.format(instruction=instruction)
-        return text if _is_blank(system) else f"{system}\n\n{text}"
+            text = fill_template(ALPACA_PROMPT_NO_INPUT, instruction=instruction)
+        return text if _is_blank(system) else content(system) + "\n\n" + text
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,7 +267,8 @@ class PlainStyle(PromptStyle):
         system = self.default_system if system is None else system
         if system is not None:
             turns = [Message("system", system), *turns]
-        return [(("\n\n" if i else "") + m.content, m.role == "assistant") for i, m in enumerate(turns)]
+        return [(Prompt.template("\n\n" if i else "") + content(m.content), m.role == "assistant")
+                for i, m in enumerate(turns)]
 
 
 def _is_blank(text: str | None) -> bool:
@@ -273,11 +296,45 @@ def _leading_system(messages: list[Message], style: PromptStyle) -> tuple[str | 
     return system, turns
 
 
-def _transcript(history: list[Message]) -> str:
+def _transcript(history: list[Message]) -> Prompt:
     if not history:
-        return ""
-    lines = [f"{'User' if m.role == 'user' else 'Assistant'}: {m.content}" for m in history]
-    return "Conversation so far:\n" + "\n".join(lines)
+        return Prompt()
+    lines = [Prompt.template(f"{'User' if m.role == 'user' else 'Assistant'}: ") + content(m.content)
+             for m in history]
+    return Prompt.template("Conversation so far:\n") + Prompt.template("\n").join(lines)
+
+
+def _recover_content(segments: Sequence[tuple[str, bool]], contents: Sequence[str]) -> list[tuple[Prompt, bool]]:
+    """Mark message content inside plain-string segments of a custom style (which lost the marks by formatting
+    strings): each message's text — or its stripped form — is looked up in order after the previous one."""
+    full = "".join(text for text, _ in segments)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for text in contents:
+        for variant in (text, text.strip()):
+            found = full.find(variant, cursor) if variant else -1
+            if found >= 0:
+                spans.append((found, found + len(variant)))
+                cursor = found + len(variant)
+                break
+    out: list[tuple[Prompt, bool]] = []
+    start = 0
+    for text, flag in segments:
+        end = start + len(text)
+        if isinstance(text, Prompt):
+            out.append((text, flag))
+        else:
+            pieces, pos = [], start
+            for a, b in spans:
+                a, b = max(a, start), min(b, end)
+                if a >= b:
+                    continue
+                pieces += [Piece(full[pos:a], True), Piece(full[a:b], False)]
+                pos = b
+            pieces.append(Piece(full[pos:end], True))
+            out.append((Prompt(pieces), flag))
+        start = end
+    return out
 
 
 ALPACA = AlpacaStyle(name="alpaca", stop=("### Instruction:", "### Input:", "### Response:"), append_eos=True)

@@ -139,6 +139,8 @@ def sanitize_expert_text(
     """
     if max_chars < len(TRUNCATION_MARKER) + 1:
         raise ValueError(f"max_chars must be at least {len(TRUNCATION_MARKER) + 1}, got {max_chars}")
+    if text is None:
+        return ""  # an expert that returned nothing contributes nothing (not the text "None")
     s = text if isinstance(text, str) else str(text)
     s = unicodedata.normalize("NFC", s)
     s = s.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
@@ -251,7 +253,8 @@ class ExpertTool(BaseTool):
         """Run on an image (path, data-URL, URL, bytes, PIL image or array) and/or a query.
 
         Never raises for a backend or input failure: the returned result has ``error`` set instead
-        (``"unavailable: ..."`` when the backend is missing). Programming errors are logged with a traceback.
+        (``"unavailable: ..."`` when the backend is missing). Programming errors — and a ``SystemExit`` raised
+        by a backend — are logged with a traceback and reported the same way.
         """
         start = time.perf_counter()
         error: str | None = None
@@ -260,7 +263,8 @@ class ExpertTool(BaseTool):
                 raise ExpertInputError(f"expert {self.name!r} needs an image; pass image=<path, URL or PIL image>")
             if self.needs_query and not (query and query.strip()):
                 raise ExpertInputError(f"expert {self.name!r} needs a non-empty query")
-            text, data = self._analyze(image, query)
+            analysed = self._analyze(image, query)
+            text, data = ("", None) if analysed is None else analysed
             return ExpertResult(
                 name=self.name,
                 text=sanitize_expert_text(text, self.max_chars),
@@ -271,7 +275,7 @@ class ExpertTool(BaseTool):
             error = f"unavailable: {exc}"
         except ExpertError as exc:
             error = str(exc)
-        except Exception as exc:  # noqa: BLE001 - one failing expert must not break a pipeline; it is logged
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - one failing expert must not break a pipeline
             logger.warning("expert %r failed", self.name, exc_info=True)
             error = f"{type(exc).__name__}: {exc}"
         elapsed = time.perf_counter() - start

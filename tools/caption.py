@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import logging
+import pickle
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -160,13 +161,16 @@ class CaptionTool(ExpertTool):
         local = Path(name).expanduser()
         source = str(local) if local.is_dir() else name
         kwargs: dict[str, Any] = {"local_files_only": True} if local.is_dir() or offline_mode() else {}
+        # no code from the model directory or hub repo: no custom modeling code, tensors-only unpickling
+        kwargs["trust_remote_code"] = False
         logger.info("loading captioning model %s", source)
         try:
-            model = transformers.AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+            model = transformers.AutoModelForImageTextToText.from_pretrained(source, weights_only=True, **kwargs)
             image_proc, decoder = _load_processors(transformers, source, kwargs)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, pickle.UnpicklingError) as exc:
             raise ExpertUnavailable(
-                f"cannot load captioning model {self.hf_model!r} ({type(exc).__name__}: {exc}): pass a local "
+                f"cannot load captioning model {self.hf_model!r} ({type(exc).__name__}: {_first_line(exc)}): pass a "
+                "local "
                 "directory saved with save_pretrained (model + processor), or a hub id when online"
             ) from exc
         model.to(self.device).eval()
@@ -200,6 +204,11 @@ def _load_processors(transformers: Any, source: str, kwargs: dict[str, Any]) -> 
     image_proc = transformers.AutoImageProcessor.from_pretrained(source, **kwargs)
     tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
     return image_proc, tokenizer
+
+
+def _first_line(exc: BaseException) -> str:
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return text[:300]
 
 
 def _looks_like_path(name: str) -> bool:

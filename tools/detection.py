@@ -3,18 +3,29 @@
 Text for the model: ``"Objects: 4 person, 1 bus. Boxes (x1,y1,x2,y2 px; image 810x1080): person 0.87 [..]; ..."``.
 
 Offline safety. Before ultralytics is first imported this module sets ``YOLO_OFFLINE=1`` (no DNS probe at import,
-no analytics) and ``YOLO_CONFIG_DIR`` to a user cache directory, and copies a local TTF font there as
-``Arial.ttf`` so plotting never downloads one (both only if the user has not set them). A bare model name such as
-``yolo11n.pt`` that is not a local file is downloaded into ``<user cache>/lav2/weights`` when the network is up;
-offline the expert reports itself unavailable instead of failing inside ultralytics.
+no analytics), ``YOLO_AUTOINSTALL=0`` (a checkpoint naming a missing module must not make ultralytics pip-install
+it) and ``YOLO_CONFIG_DIR`` to a user cache directory, and copies a local TTF font there as ``Arial.ttf`` so
+plotting never downloads one (all only if the user has not set them). A bare model name such as ``yolo11n.pt`` that
+is not a local file is downloaded into ``<user cache>/lav2/weights`` when the network is up; offline the expert
+reports itself unavailable instead of failing inside ultralytics. ultralytics' console messages (its settings
+banner on first use ...) go to stderr: stdout belongs to the application (``lav2 ask --json``).
+
+No code from weight files. A ``.pt`` checkpoint is a pickle; ultralytics unpickles it with ``weights_only=False``
+unless its safe loader is on. This expert always loads through that safe loader (``weights_only=True`` plus an
+allow-list of ultralytics/torch classes, no ``eval`` while building the model), and accepts only ``.pt`` and
+``.yaml`` files: other formats ultralytics loads (TorchScript, TensorFlow, ...) can run code. A file you vouch for
+— ``DetectionTool(trust_weights=True)``, or listed in ``LAV2_TRUSTED_WEIGHTS`` (paths separated by ``os.pathsep``)
+— is loaded the way ultralytics loads it by default.
 
 Backend: ``pip install ultralytics`` (AGPL-3.0) and a weights file.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import pickle
 import shutil
 import sys
 import threading
@@ -34,6 +45,39 @@ __all__ = ["DetectionInput", "DetectionTool", "prepare_ultralytics_env"]
 _DOWNLOAD_HOST = "github.com"
 _INSTALL_HINT = "install it with `pip install ultralytics` (or `pip install llama-adapter-v2[experts]`)"
 _ENV_LOCK = threading.Lock()
+_LOAD_LOCK = threading.Lock()  # ultralytics' safe-load switch is a module global: one load at a time
+TRUST_ENV = "LAV2_TRUSTED_WEIGHTS"
+_SAFE_SUFFIXES = (".pt", ".yaml", ".yml")
+
+
+def is_trusted(path: str | os.PathLike) -> bool:
+    """Whether ``LAV2_TRUSTED_WEIGHTS`` lists ``path`` or a directory holding it (same rule as core_model's)."""
+    target = Path(path).expanduser().resolve()
+    for entry in os.environ.get(TRUST_ENV, "").split(os.pathsep):
+        entry = entry.strip()
+        if not entry or entry.lower() in ("1", "true", "yes", "on", "all", "*"):
+            continue  # a list of paths, not a switch
+        trusted = Path(entry).expanduser().resolve()
+        if target == trusted or trusted in target.parents:
+            return True
+    return False
+
+
+def _send_ultralytics_output_to_stderr() -> None:
+    """ultralytics logs to a handler bound to stdout at import time; stdout belongs to the application."""
+    for handler in logging.getLogger("ultralytics").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+            handler.setStream(sys.stderr)
+
+
+def import_ultralytics() -> Any:
+    """``import ultralytics`` made offline-safe (:func:`prepare_ultralytics_env`), with its import-time console
+    output (the settings banner of a first run) on stderr."""
+    prepare_ultralytics_env()
+    with contextlib.redirect_stdout(sys.stderr):
+        import ultralytics
+    _send_ultralytics_output_to_stderr()
+    return ultralytics
 
 
 def _local_font() -> Path | None:
@@ -57,6 +101,8 @@ def prepare_ultralytics_env() -> None:
         if "ultralytics" in sys.modules:
             return
         os.environ.setdefault("YOLO_OFFLINE", "1")
+        os.environ.setdefault("YOLO_AUTOINSTALL", "0")
+        os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
         config_root = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(user_cache_dir() / "ultralytics")))
         settings_dir = config_root / "Ultralytics"  # ultralytics appends this itself
         try:
@@ -95,6 +141,10 @@ class DetectionTool(ExpertTool):
     imgsz: int = 640
     max_boxes: int = 10
     """How many boxes (highest confidence first) are written into the text; all are in ``data``."""
+    trust_weights: bool = False
+    """Load ``weights`` the way ultralytics does by default (full unpickling, any export format): only for a file
+    you trust, since it can run code. Off: only ``.pt`` through ultralytics' safe loader, and ``.yaml``.
+    ``LAV2_TRUSTED_WEIGHTS`` can vouch for files too."""
 
     _model: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -140,25 +190,50 @@ class DetectionTool(ExpertTool):
         )
 
     # ------------------------------------------------------------------------------------------- model
+    def _trusted(self, source: str) -> bool:
+        return self.trust_weights or (Path(source).exists() and is_trusted(source))
+
     def _load(self) -> Any:
         if self._model is not None:
             return self._model
         source = self._weights_source()
-        prepare_ultralytics_env()
+        trusted = self._trusted(source)
+        if not trusted and Path(source).suffix.lower() not in _SAFE_SUFFIXES:
+            raise ExpertUnavailable(
+                f"weights {source!r}: only .pt checkpoints (read with ultralytics' safe loader) and .yaml "
+                "architectures are loaded by default — other formats can run code. If you trust this file, pass "
+                f"DetectionTool(trust_weights=True) or list it in {TRUST_ENV}")
         try:
+            import_ultralytics()
             from ultralytics import YOLO
+            from ultralytics.nn import tasks
         except ImportError as exc:
             raise ExpertUnavailable(f"the ultralytics package is not installed: {_INSTALL_HINT}") from exc
-        logger.info("loading YOLO weights %s", source)
+        logger.info("loading YOLO weights %s%s", source, " (trusted: full unpickling)" if trusted else "")
         try:
-            model = YOLO(source)
+            with _LOAD_LOCK, contextlib.redirect_stdout(sys.stderr):
+                previous, tasks.SAFE_LOAD = tasks.SAFE_LOAD, not trusted
+                try:
+                    model = YOLO(source)
+                finally:
+                    tasks.SAFE_LOAD = previous
+        except (TypeError, ModuleNotFoundError, pickle.UnpicklingError) as exc:
+            refused = isinstance(exc, ModuleNotFoundError) or _refused_global(exc)
+            if trusted or not refused:
+                raise ExpertUnavailable(f"cannot load YOLO weights {source!r} ({type(exc).__name__}: "
+                                        f"{_first_line(exc)}): is it an ultralytics checkpoint?") from exc
+            raise ExpertUnavailable(
+                f"weights {source!r} were refused by ultralytics' safe loader ({_first_line(exc)}): they hold "
+                "objects outside the known ultralytics classes, which could run code. If you trust this file, pass "
+                f"DetectionTool(trust_weights=True) or list it in {TRUST_ENV}") from exc
         except (ConnectionError, OSError) as exc:
             if self._is_release_name():
                 raise ExpertUnavailable(f"{self._offline_message()} ({exc})") from exc
             raise ExpertUnavailable(f"cannot load YOLO weights {source!r}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - ultralytics raises many types for a bad checkpoint
             raise ExpertUnavailable(
-                f"cannot load YOLO weights {source!r} ({type(exc).__name__}: {exc}): is it an ultralytics checkpoint?"
+                f"cannot load YOLO weights {source!r} ({type(exc).__name__}: {_first_line(exc)}): is it an "
+                "ultralytics checkpoint?"
             ) from exc
         self._model = model
         return model
@@ -230,3 +305,25 @@ class DetectionTool(ExpertTool):
         more = len(data["boxes"]) - len(shown)
         tail = f"; (+{more} more)" if more > 0 else ""
         return f"Objects: {counts}. Boxes (x1,y1,x2,y2 px; image {width}x{height}): {listed}{tail}."
+
+
+def _refused_global(exc: BaseException) -> bool:
+    """True when torch's weights_only unpickler refused a global somewhere in the exception chain (the file needs
+    classes outside the allow-list), False for a file that is simply not a checkpoint."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if "Unsupported global" in str(current) or "not an allowed global" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    """ultralytics' messages span lines and carry emoji prefixes; one line is enough for a status."""
+    for line in str(exc).splitlines():
+        line = line.strip().removeprefix("ERROR ❌️").strip()
+        if line:
+            return line[:300]
+    return type(exc).__name__

@@ -156,12 +156,13 @@ def _data_url_bytes(url: str) -> bytes:
 
 
 def _download(url: str, timeout: float, max_bytes: int) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": "lav2-tools/0.1"})
+    """One wall-clock deadline for the whole download (DNS and redirects included; see :mod:`tools.fetch`)."""
+    from .fetch import FetchError, FetchTimeout, fetch
+
+    name = describe_image_input(urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(query="", fragment="")))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - scheme checked above
-            data = response.read(max_bytes + 1)
-    except (OSError, ValueError) as exc:
-        raise ExpertInputError(f"cannot download image {url!r} (offline?): {exc}") from exc
-    if len(data) > max_bytes:
-        raise ExpertInputError(f"image at {url!r} is larger than the {max_bytes}-byte cap")
-    return data
+        return fetch(url, timeout=timeout, max_bytes=max_bytes, headers={"User-Agent": "lav2-tools/0.1"}).data
+    except FetchTimeout as exc:
+        raise ExpertInputError(f"image URL {name!r}: download did not finish within {timeout:g}s") from exc
+    except FetchError as exc:
+        raise ExpertInputError(f"cannot download image {name!r} (offline?): {exc}") from exc

@@ -14,7 +14,9 @@ import importlib.util
 import logging
 import os
 import shutil
+import signal
 import statistics
+import subprocess
 import threading
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -35,6 +37,7 @@ _INSTALL_HINT = "install it: `apt-get install tesseract-ocr` (Debian/Ubuntu) and
 _MAX_SCALE = 4.0
 _MAX_SCALED_PIXELS = 36_000_000
 _BORDER_PX = 12
+_LIST_LANGS_MIN_S = 10.0  # `tesseract --list-langs` is bounded by max(timeout, this)
 _PSM_SWITCH_CONF = 2.0  # mean-confidence points psm 4 must gain over psm 3 to be preferred
 
 
@@ -116,14 +119,32 @@ class OCRTool(ExpertTool):
 
     def _missing_languages(self) -> list[str]:
         if self._languages is None:
-            pytesseract = self._pytesseract()
-            try:
-                self._languages = sorted(pytesseract.get_languages(config=""))
-            except pytesseract.TesseractNotFoundError as exc:
-                raise ExpertUnavailable(f"the tesseract binary was not found: {_INSTALL_HINT}") from exc
-            except (pytesseract.TesseractError, OSError) as exc:
-                raise ExpertUnavailable(f"`tesseract --list-langs` failed ({exc}): reinstall tesseract-ocr") from exc
+            self._languages = self._list_languages()
         return [code for code in self.lang.split("+") if code and code not in self._languages]
+
+    def _list_languages(self) -> list[str]:
+        """``tesseract --list-langs`` within ``max(timeout, 10 s)`` (pytesseract's ``get_languages`` has none: a hung binary
+        would hang ``status()`` and every OCR call for good)."""
+        pytesseract = self._pytesseract()
+        cmd = self.tesseract_cmd or pytesseract.pytesseract.tesseract_cmd
+        try:
+            proc = subprocess.Popen([cmd, "--list-langs"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, start_new_session=os.name == "posix")
+        except OSError as exc:
+            raise ExpertUnavailable(f"the tesseract binary {cmd!r} was not found: {_INSTALL_HINT}") from exc
+        limit = max(self.timeout, _LIST_LANGS_MIN_S)  # a metadata probe: never cut short by a tight OCR timeout
+        try:
+            out, _ = proc.communicate(timeout=limit)
+        except subprocess.TimeoutExpired as exc:
+            _kill_tree(proc)
+            raise ExpertTimeout(f"`{cmd} --list-langs` did not answer within {limit:g}s: check the tesseract "
+                                "installation") from exc
+        if proc.returncode not in (0, 1):
+            raise ExpertUnavailable(f"`{cmd} --list-langs` failed (exit status {proc.returncode}): reinstall "
+                                    "tesseract-ocr")
+        text = out.decode("utf-8", errors="replace")
+        return sorted(line.strip() for line in text.splitlines()
+                      if line.strip() and not line.strip().startswith("List of available languages"))
 
     # ------------------------------------------------------------------------------------------- running
     def _analyze(self, image: Any, query: str | None) -> tuple[str, Any]:
@@ -261,6 +282,21 @@ class _TesseractEnv(Mapping[str, str]):
 
 _TESSERACT_ENV = _TesseractEnv()
 _ENV_LOCK = threading.Lock()
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill a timed-out child and whatever it started (its own session), then reap it."""
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except OSError:
+        pass
+    try:
+        proc.communicate(timeout=5)
+    except (subprocess.TimeoutExpired, OSError, ValueError):
+        pass
 
 
 def _mean_conf(words: list[dict[str, Any]]) -> float:

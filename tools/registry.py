@@ -439,17 +439,19 @@ def _image_as_path(image: Any, tmp: Path) -> str:
 
 
 def _split_output(output: Any) -> tuple[str, Any]:
-    """Whatever an expert function or tool returned → (text, data)."""
+    """Whatever an expert function or tool returned → (text, data). ``None`` contributes nothing (not "None")."""
     import json
 
+    if output is None:
+        return "", None
     if isinstance(output, ExpertResult):
         if output.error:
             raise ExpertError(output.error)
         return output.text, output.data
     if isinstance(output, str):
         return output, None
-    if isinstance(output, tuple) and len(output) == 2 and isinstance(output[0], str):
-        return output[0], output[1]
+    if isinstance(output, tuple) and len(output) == 2 and (output[0] is None or isinstance(output[0], str)):
+        return output[0] or "", output[1]
     content = getattr(output, "content", None)  # a ToolMessage from tool.invoke(ToolCall)
     if isinstance(content, str):
         return content, getattr(output, "artifact", None)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from prompts import CAPTION_INSTRUCTION, get_style
+from prompts import CAPTION_INSTRUCTION, Prompt, get_style
 from prompts.styles import PromptStyle
 
 from .config import SourceSpec
@@ -281,7 +281,8 @@ def example_segments(ex: Example, style: PromptStyle, system: str | None = None)
             raise DataError(f"{ex.source}: an 'input' field needs a single instruction/response pair")
         if style.context_slot == "input":  # Alpaca: the input has its own "### Input:" block
             sys_msg = messages[0]["content"] if messages[0]["role"] == "system" else None
-            return [(style.format(ex.messages[0][1], ex.input, system=sys_msg), False), (ex.messages[1][1], True)]
+            return [(style.format(ex.messages[0][1], ex.input, system=sys_msg), False),
+                    (Prompt.content(ex.messages[1][1]), True)]
         user = next(m for m in messages if m["role"] == "user")
         user["content"] = f"{user['content']}\n\n{ex.input}"
     return style.split_for_training(messages)
@@ -303,13 +304,17 @@ def tokenize_segments(tokenizer: Any, segments: Sequence[tuple[str, bool]], *, a
     mapped onto tokens through the longest common prefix with the tokenisation of each text prefix, so a
     token that BPE merges across a seam goes to the segment it starts in. With ``append_eos`` (styles without a
     textual end marker) the EOS id follows each response.
+
+    Segments rendered by a prompt style are :class:`prompts.Prompt` pieces: the data's text is content, encoded
+    with special-token parsing off (a ``<|im_start|>`` inside a training example is text, exactly as at inference).
     """
-    full = "".join(t for t, _ in segments)
-    ids = tokenizer.encode(full)
-    cuts, pos = [0], 0
+    encode = getattr(tokenizer, "encode_prompt", None) or tokenizer.encode
+    full = Prompt(t for t, _ in segments)
+    ids = encode(full)
+    cuts, prefix = [0], Prompt()
     for text, _ in segments[:-1]:
-        pos += len(text)
-        cuts.append(_common_prefix(tokenizer.encode(full[:pos]), ids))
+        prefix = prefix + text
+        cuts.append(_common_prefix(encode(prefix), ids))
     cuts.append(len(ids))
     for i in range(1, len(cuts)):
         cuts[i] = max(cuts[i], cuts[i - 1])

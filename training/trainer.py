@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -537,8 +538,24 @@ class Trainer:
         if self.step == 0:
             p.unlink()
             return
-        keep = [line for line in p.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= self.step]
-        p.write_text("".join(line + "\n" for line in keep))
+        keep, dropped = [], 0
+        for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+            if not line.strip():
+                continue
+            try:
+                step = json.loads(line).get("step")
+            except (json.JSONDecodeError, AttributeError):
+                step = None
+            if not isinstance(step, int):
+                dropped += 1  # a line torn by a crash (kill -9 mid-write) or otherwise damaged
+                continue
+            if step <= self.step:
+                keep.append(line)
+        if dropped:
+            log.warning("%s: dropped %d damaged line(s) (a run killed mid-write leaves a torn last line)", p, dropped)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+        os.replace(tmp, p)  # atomic: a crash now cannot lose the lines that were kept
 
     # ================================================================================================ cleanup
     def close(self, error: bool = False) -> None:

@@ -277,6 +277,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             for _ in range(50):
                 self.wfile.write(b"\0" * 1000)
+        elif route == "/hop":  # a redirect to another http URL is still followed
+            self.send_response(302)
+            self.send_header("Location", "/ok.png")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif route == "/page":
             self._send(200, "text/html; charset=utf-8", b"<html>not an image</html>")
         else:
@@ -308,6 +313,10 @@ def server(monkeypatch):
 def test_url_ok(server: str):
     out = open_image(f"{server}/ok.png")
     assert out.size == (5, 4) and out.getpixel((0, 0)) == GREEN
+
+
+def test_url_http_redirect_is_followed(server: str):
+    assert open_image(f"{server}/hop").size == (5, 4)
 
 
 def test_url_oversize_declared_and_streamed(server: str):

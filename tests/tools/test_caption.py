@@ -149,3 +149,35 @@ def test_transformers_backend_loads_a_saved_model_and_generates(tmp_path: Path, 
     assert tool._hf is loaded  # the model is loaded once and reused (not a timing comparison: flaky under load)
     prefixed = CaptionTool(hf_model=str(path), hf_prompt="a photo of", max_new_tokens=4).run_expert(image=red)
     assert prefixed.error is None and prefixed.text.startswith("a photo of")
+
+
+@pytest.mark.slow
+def test_transformers_backend_runs_no_code_from_the_model_directory(tmp_path: Path, red: Image.Image) -> None:
+    """Audit of the transformers loader: a .bin that would run code on unpickling is refused (weights_only), and
+    custom modeling code named by config.json is not imported (trust_remote_code=False)."""
+    pytest.importorskip("transformers")
+    import json
+
+    import torch
+
+    path = _tiny_blip(tmp_path)
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):
+            return exec, (f"open({str(marker)!r}, 'w').write('ran')",)
+
+    for f in path.glob("*.safetensors"):
+        f.unlink()
+    torch.save({"vision_model.embeddings.class_embedding": Payload()}, path / "pytorch_model.bin")
+    result = CaptionTool(hf_model=str(path)).run_expert(image=red)
+    assert not marker.exists() and result.error and result.error.startswith("unavailable: cannot load")
+
+    code_marker = tmp_path / "CODE-RAN"
+    remote = _tiny_blip(tmp_path / "remote") if (tmp_path / "remote").mkdir() is None else None
+    (remote / "evil_modeling.py").write_text(f"open({str(code_marker)!r}, 'w').write('ran')\n")
+    config = json.loads((remote / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForImageTextToText": "evil_modeling.EvilModel"}
+    (remote / "config.json").write_text(json.dumps(config))
+    CaptionTool(hf_model=str(remote)).run_expert(image=red)
+    assert not code_marker.exists()
