@@ -34,7 +34,10 @@ def serve(config: ServeConfig, *, app: Any = None, log_level: str = "info") -> B
         server.should_exit = True
 
     host.on_failure = stop_on_failure
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn shuts down gracefully, then re-raises Ctrl-C: stopping is the normal end
+        log.info("stopped")
     return host.error
 
 
