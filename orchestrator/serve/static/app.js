@@ -110,7 +110,9 @@ function renderExperts() {
     box_.addEventListener("change", () => {
       if (box_.checked) state.picked.add(e.name); else state.picked.delete(e.name);
     });
-    label.append(box_, span("", LABELS[e.name] || e.name), span("kind", e.needs_image ? "image" : "query"));
+    label.dataset.expert = e.name;
+    label.append(box_, span("", LABELS[e.name] || e.name),
+      span("kind", e.ready ? (e.needs_image ? "image" : "query") : "unavailable"));
     box.append(label);
   }
   const ready = state.experts.filter((e) => e.ready).map((e) => LABELS[e.name] || e.name);
@@ -153,8 +155,20 @@ function useFile(file) {
   reader.readAsDataURL(file);
 }
 
+async function useExample() {
+  try {
+    const response = await fetch("/static/example-receipt.png");
+    const blob = await response.blob();
+    useFile(new File([blob], "example-receipt.png", { type: "image/png" }));
+    if (!$("question").value.trim()) $("question").value = "What is the total on this receipt?";
+  } catch (e) {
+    setStatus("error", "could not load the example");
+  }
+}
+
 function showImage() {
   const has = Boolean(state.image);
+  $("example").classList.toggle("hidden", has);
   $("preview").classList.toggle("hidden", !has);
   $("drop").classList.toggle("has-image", has);
   $("image-info").classList.toggle("hidden", !has);
@@ -208,6 +222,7 @@ async function ask(event) {
       if (chunk.timings) showTimings(chunk.timings, chunk.usage);
     }
     showAnswer(answer.trim() || "(the model gave no answer)", false);
+    remember(question, answer.trim());
     setStatus("done", `Done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   } catch (e) {
     if (e.name === "AbortError") {
@@ -247,6 +262,7 @@ async function* events(response) {
 }
 
 function resetAnswer() {
+  markChosen([]);
   const a = $("answer");
   a.className = "answer";
   a.textContent = "";
@@ -289,7 +305,23 @@ function showTimings(t, usage) {
   el.classList.remove("hidden");
 }
 
+function remember(question, answer) {
+  const list = $("history-list");
+  const li = document.createElement("li");
+  li.append(span("q", question), document.createElement("br"), span("", answer || "(no answer)"));
+  list.prepend(li);
+  while (list.children.length > 10) list.lastChild.remove();
+  $("history").classList.toggle("hidden", list.children.length < 2);
+}
+
+function markChosen(chosen) {
+  for (const chip of document.querySelectorAll(".expert")) {
+    chip.classList.toggle("chosen", chosen.includes(chip.dataset.expert));
+  }
+}
+
 function renderContributions(chunk) {
+  markChosen((chunk.router || {}).chosen || []);
   const box = $("contributions");
   box.textContent = "";
   const router = chunk.router || {};
@@ -378,6 +410,7 @@ function wire() {
     const item = Array.from(e.clipboardData.items || []).find((i) => i.type.startsWith("image/"));
     if (item) { e.preventDefault(); useFile(item.getAsFile()); }
   });
+  $("try-example").addEventListener("click", useExample);
   $("clear-image").addEventListener("click", (e) => { e.preventDefault(); state.image = null; showImage(); });
   for (const b of document.querySelectorAll(".seg")) b.addEventListener("click", () => setMode(b.dataset.mode));
   $("ask-form").addEventListener("submit", ask);
