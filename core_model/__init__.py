@@ -8,6 +8,7 @@ from .config import (ADAPTER_PRESETS, MODEL_PRESETS, AdapterConfig, ModelConfig,
                      model_preset)
 from .errors import (CheckpointMismatchError, ConfigError, ContextLengthError, ImageError, KernelUnavailableError,
                      LAV2Error, ModelLoadError, VisionUnavailableError, WeightsFormatError)
+from .engine import Engine, EngineConfig, QueueFullError, RequestHandle
 from .generation import SamplingParams
 from .groups import count_params, param_groups, set_trainable
 from .images import image_digest, load_images, open_image
@@ -21,7 +22,7 @@ __all__ = [
     "CLIPVisionEncoder", "VisionTower", "VisualPrefixConfig", "build_visual_prefix", "image_digest", "load_images",
     "open_image", "release_prefix_state_dict",
     "ADAPTER_PRESETS", "MODEL_PRESETS", "ByteTokenizer", "Tokenizer", "AdapterConfig", "AdapterV2Linear", "AdapterV2Model", "CheckpointMismatchError",
-    "Completion", "ConfigError", "ContextLengthError", "GatedPromptAttention", "ImageError", "LAV2Error",
+    "Completion", "ConfigError", "Engine", "EngineConfig", "QueueFullError", "RequestHandle", "ContextLengthError", "GatedPromptAttention", "ImageError", "LAV2Error",
     "BLOCK_TYPES", "KernelUnavailableError", "PackedWeight", "WeightsFormatError",
     "ModelConfig", "ModelLoadError", "RMSNorm", "SamplingParams", "Transformer", "VisionUnavailableError",
     "adapter_preset", "count_params", "load_model", "random_model", "model_preset", "param_groups", "resolve_device",

@@ -16,7 +16,8 @@ from .checkpoints import AdapterCheckpoint, adapter_state, check_base_compatible
 from .config import AdapterConfig, ModelConfig, adapter_preset
 from .errors import (CheckpointMismatchError, ConfigError, KernelUnavailableError, VisionUnavailableError,
                      WeightsFormatError)
-from .generation import SamplingParams, TextStreamer, generate_tokens
+from .engine import Engine, EngineConfig
+from .generation import Completion
 from .groups import adapter_kinds, iter_adapter_params
 from .loading import DEFAULT_BASE, BaseSource, resolve_base
 from .model import Transformer
@@ -130,35 +131,49 @@ def build_model(src_config: ModelConfig, acfg: AdapterConfig, tensors: dict[str,
     return model.eval()
 
 
-@dataclass
-class Completion:
-    """One generated answer."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" (EOS or stop string) | "length"
-    token_ids: list[int] = field(default_factory=list)
-
-
 class AdapterV2Model:
     """A loaded LLaMA-Adapter V2 model: the decoder, its tokenizer, and the optional visual side.
 
-    Use :func:`load_model` to get one. Generation methods are thread-safe (one generation at a time per model);
-    several LangChain wrappers can share one instance.
+    Use :func:`load_model` to get one. Generation goes through the model's :class:`~core_model.engine.Engine`
+    (``model.engine``): calls from several threads, LangChain wrappers or event loops are batched together
+    (continuous batching), each keeping its own sampling parameters; any number of wrappers can share one
+    instance.
     """
 
     def __init__(self, llm: Transformer, tokenizer: Tokenizer, *, prompt_style: str | None = None,
-                 vision: Any = None, visual_prefix: nn.Module | None = None, info: dict[str, Any] | None = None):
+                 vision: Any = None, visual_prefix: nn.Module | None = None, info: dict[str, Any] | None = None,
+                 engine_config: EngineConfig | None = None):
         self.llm = llm
         self.tokenizer = tokenizer
         self.prompt_style = prompt_style or tokenizer.default_prompt_style
         self.vision = vision  # a core_model.vision.VisionTower (CLIP + feature cache) or None
         self.visual_prefix = visual_prefix
         self.info = info or {}
-        # a plain Lock: stream() holds it across yields and LangChain may resume a generator on another thread;
-        # nothing re-enters it
-        self._lock = threading.Lock()
+        self._engine_config = engine_config
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        """The continuous-batching engine that runs every generation of this model (created on first use)."""
+        with self._engine_lock:
+            if self._engine is None:
+                self._engine = Engine(self, self._engine_config)
+            return self._engine
+
+    def configure_engine(self, config: EngineConfig | None = None, **changes: Any) -> Engine:
+        """Set the engine's limits (``max_batch_size``, ``max_tokens_in_flight``, ``max_queue``,
+        ``prefill_chunk``): ``model.configure_engine(max_batch_size=16)``. The current engine, if any, is
+        closed once idle; requests already submitted to it finish first."""
+        import dataclasses
+
+        base = config or self._engine_config or EngineConfig()
+        new = dataclasses.replace(base, **changes) if changes else base
+        with self._engine_lock:
+            old, self._engine_config, self._engine = self._engine, new, None
+        if old is not None:
+            _close_when_idle(old)
+        return self.engine
 
     # -- properties ---------------------------------------------------------------------------------------
     @property
@@ -219,36 +234,28 @@ class AdapterV2Model:
                  stop: Sequence[str] = (), seed: int | None = None) -> Completion | list[Completion]:
         """Complete already-formatted prompts (see the ``prompts`` package for templates).
 
-        A single string returns one :class:`Completion`; a list returns a list (one batched run).
-        ``images``: one per prompt (or a single image for a single prompt).
+        A single string returns one :class:`Completion`; a list returns a list (the prompts are decoded together,
+        and together with whatever else the model is generating). ``images``: one per prompt (or a single image
+        for a single prompt).
         """
         single = isinstance(prompts, str)
         plist = [prompts] if single else list(prompts)
         if single and images is not None and not isinstance(images, (list, tuple)):
             images = [images]
-        params = SamplingParams(max_new_tokens, temperature, top_p, top_k, seed)
-        with self._lock:
-            ids = self._prompt_ids(plist)
-            visual = self._visual(images, len(plist))
-            streamers = [TextStreamer(self.tokenizer, stop) for _ in plist]
-            finished: list[str | None] = [None] * len(plist)
-            counts = [0] * len(plist)
-            for step in generate_tokens(self.llm, ids, params, pad_id=self.tokenizer.pad_id,
-                                        eos_ids=self.tokenizer.eos_ids, visual=visual):
-                for i, tok in enumerate(step.tolist()):
-                    if finished[i] is not None:
-                        continue
-                    counts[i] += 1
-                    if tok in self.tokenizer.eos_ids:
-                        finished[i] = "stop"
-                        continue
-                    streamers[i].push(tok)
-                    if streamers[i].stopped:
-                        finished[i] = "stop"
-                if all(f is not None for f in finished):
-                    break
-        out = [Completion(s.text if s.stopped else s.text.rstrip("\ufffd"), len(ids[i]), counts[i],
-                          finished[i] or "length", list(s.ids)) for i, s in enumerate(streamers)]
+        ids = self._prompt_ids(plist)
+        visual = self._visual(images, len(plist))
+        engine = self.engine
+        handles = []
+        try:
+            for i, p in enumerate(ids):
+                handles.append(engine.submit(p, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                                             top_k=top_k, stop=stop, seed=seed,
+                                             visual=None if visual is None else visual[i:i + 1]))
+            out = [h.result() for h in handles]
+        except BaseException:
+            for h in handles:
+                h.cancel()
+            raise
         return out[0] if single else out
 
     def stream(self, prompt: str, image: Any | None = None, *, max_new_tokens: int = 256,
@@ -257,45 +264,34 @@ class AdapterV2Model:
         """Yield the completion of one prompt as text pieces, as they are generated.
 
         The generator's return value (``StopIteration.value``, or ``yield from``) is the final
-        :class:`Completion` with exact token counts and ``finish_reason``.
+        :class:`Completion` with exact token counts and ``finish_reason``. Closing the generator early cancels
+        the generation.
         """
-        params = SamplingParams(max_new_tokens, temperature, top_p, top_k, seed)
-        with self._lock:
-            ids = self._prompt_ids([prompt])
-            visual = self._visual(None if image is None else [image], 1)
-            streamer = TextStreamer(self.tokenizer, stop)
-            finish, count = "length", 0
-            for step in generate_tokens(self.llm, ids, params, pad_id=self.tokenizer.pad_id,
-                                        eos_ids=self.tokenizer.eos_ids, visual=visual):
-                tok = int(step[0])
-                count += 1
-                if tok in self.tokenizer.eos_ids:
-                    finish = "stop"
-                    break
-                piece = streamer.push(tok)
-                if piece:
-                    yield piece
-                if streamer.stopped:
-                    finish = "stop"
-                    break
-            tail = streamer.flush()
-            if tail:
-                yield tail
-        text = streamer.text if streamer.stopped else streamer.text.rstrip("\ufffd")
-        return Completion(text, len(ids[0]), count, finish, list(streamer.ids))
+        handle = self.engine.submit(self._prompt_ids([prompt])[0], image, max_new_tokens=max_new_tokens,
+                                    temperature=temperature, top_p=top_p, top_k=top_k, stop=stop, seed=seed)
+        try:
+            yield from handle
+        finally:
+            if not handle.done:
+                handle.cancel()
+        return handle.result()
 
     @torch.inference_mode()
     def next_token_logprobs(self, prompts: Sequence[str], images: Sequence[Any] | None = None) -> torch.Tensor:
-        """Log-probabilities of the next token after each prompt, (B, vocab) float32 on CPU."""
+        """Log-probabilities of the next token after each prompt, (B, vocab) float32 on CPU (one batched forward,
+        run on the engine thread between decode steps)."""
         from .generation import left_pad, prefill_mask
 
-        with self._lock:
-            ids = self._prompt_ids(list(prompts))
-            visual = self._visual(images, len(ids))
+        ids = self._prompt_ids(list(prompts))
+        visual = self._visual(images, len(ids))
+
+        def forward() -> torch.Tensor:
             batch = left_pad(ids, self.tokenizer.pad_id, self.device)
-            mask = prefill_mask(batch.valid) if batch.padded else None
-            logits = self.llm(batch.tokens, visual, attn_mask=mask, last_only=True)[:, -1]
+            mask, positions = (prefill_mask(batch.valid), batch.positions) if batch.padded else (None, None)
+            logits = self.llm(batch.tokens, visual, attn_mask=mask, positions=positions, last_only=True)[:, -1]
             return torch.log_softmax(logits.float(), dim=-1).cpu()
+
+        return self.engine.call(forward)
 
     # -- adapters -----------------------------------------------------------------------------------------
     def adapter_checkpoint(self) -> AdapterCheckpoint:
@@ -310,6 +306,15 @@ class AdapterV2Model:
     def save_adapter(self, path: str | os.PathLike) -> Path:
         """Write only the adapter parameters (safetensors + JSON)."""
         return save_adapter(path, self.adapter_checkpoint())
+
+
+def _close_when_idle(engine: Engine) -> None:
+    def wait_and_close() -> None:
+        while not engine.idle:
+            time.sleep(0.05)
+        engine.close()
+
+    threading.Thread(target=wait_and_close, name="lav2-engine-close", daemon=True).start()
 
 
 def _weights_info(llm: Transformer) -> str:

@@ -6,13 +6,24 @@ detokenisation) are in :class:`TextStreamer`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
 
 from .errors import ConfigError, ContextLengthError
 from .model import KVCache, Transformer
+
+
+@dataclass
+class Completion:
+    """One generated answer."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (EOS or stop string) | "length" | "cancelled"
+    token_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,11 @@ class Batch:
     def padded(self) -> bool:
         return not bool(self.valid.all())
 
+    @property
+    def positions(self) -> torch.Tensor:
+        """(B, T) each token's position in its own sequence (padding: 0), for RoPE."""
+        return (torch.cumsum(self.valid, dim=1) - 1).clamp(min=0)
+
 
 def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> Batch:
     """Left padding keeps every prompt's last token in the same column, so one decode step serves all."""
@@ -112,7 +128,10 @@ def generate_tokens(model: Transformer, prompts: Sequence[Sequence[int]], params
     if params.seed is not None:
         generator = torch.Generator(device=model.device).manual_seed(params.seed)
     mask = prefill_mask(batch.valid) if batch.padded else None
-    logits = model(batch.tokens, visual, start=0, cache=cache, attn_mask=mask, last_only=True)[:, -1]
+    positions = batch.positions if batch.padded else None  # each row rotated by its own positions, not its column
+    logits = model(batch.tokens, visual, start=0, cache=cache, attn_mask=mask, positions=positions,
+                   last_only=True)[:, -1]
+    row_pos = torch.tensor(batch.lengths, device=model.device).unsqueeze(1)  # (B, 1) position of the next token
     key_valid = torch.cat([batch.valid, torch.ones(B, params.max_new_tokens, dtype=torch.bool,
                                                    device=model.device)], dim=1)
     done = torch.zeros(B, dtype=torch.bool, device=model.device)
@@ -130,8 +149,10 @@ def generate_tokens(model: Transformer, prompts: Sequence[Sequence[int]], params
         if step == params.max_new_tokens - 1:
             return
         step_mask = key_valid[:, None, None, :pos + 1] if batch.padded else None
-        logits = model(nxt[:, None], visual, start=pos, cache=cache, attn_mask=step_mask, last_only=True)[:, -1]
+        logits = model(nxt[:, None], visual, start=pos, cache=cache, attn_mask=step_mask,
+                       positions=row_pos if batch.padded else None, last_only=True)[:, -1]
         pos += 1
+        row_pos = row_pos + 1
 
 
 class TextStreamer:

@@ -132,18 +132,50 @@ def rope_tables(cfg: ModelConfig, length: int, device: torch.device) -> torch.Te
 def apply_rope(x: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Meta's interleaved rotary embedding: rotates pairs (x[2i], x[2i+1]) as complex numbers.
 
-    x: (B, T, H, D) contiguous; freqs: complex (T, D/2) = cos + i·sin. Two kernels instead of eight.
+    x: (B, T, H, D) contiguous; freqs: complex cos + i·sin, (T, D/2) shared by every row or (B, T, D/2) with each
+    row's own positions (left-padded batches, or batched decode of requests of different lengths).
+    Two kernels instead of eight.
     """
     xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    return torch.view_as_real(xc * freqs[:, None, :]).flatten(-2).type_as(x)
+    return torch.view_as_real(xc * freqs.unsqueeze(-2)).flatten(-2).type_as(x)
 
 
 # ----------------------------------------------------------------------------------------------- KV cache
 @dataclass
 class LayerCache:
-    k: torch.Tensor  # (B, Hkv, T_max, D)
+    """One layer's keys/values (B, Hkv, T_max, D) and the prompt keys/values it attends to.
+
+    ``prompt_kv`` maps a prompt kind (``"prompt"``, ``"visual"``) to (k, v) of shape (B, H, P, D). It is filled
+    at prefill from the prompt tokens; with ``prompts_fixed`` it is authoritative instead: exactly those
+    entries are attended to and the prompt tokens are ignored (the batching engine keeps each request's prompt
+    keys/values in its own slot, so rows with and without an image share one decode step).
+    """
+
+    k: torch.Tensor
     v: torch.Tensor
     prompt_kv: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    prompts_fixed: bool = False
+
+    def update(self, k: torch.Tensor, v: torch.Tensor, start: int | torch.Tensor,
+               kv_len: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write this step's keys/values and return everything the step attends to.
+
+        ``start`` int: every row writes columns ``start .. start+T`` (prefill, chunked prefill, the decode of a
+        left-padded batch) and the step attends to columns ``:start+T``. ``start`` a (B,) tensor: row ``b`` writes
+        its one new token at column ``start[b]`` and the step attends to columns ``:kv_len`` (the caller masks
+        each row to its own length).
+        """
+        if isinstance(start, int):
+            end = start + k.shape[2]
+            self.k[:, :, start:end] = k
+            self.v[:, :, start:end] = v
+            return self.k[:, :, :end], self.v[:, :, :end]
+        if k.shape[2] != 1 or kv_len is None:
+            raise ValueError("per-row cache positions write one token per row and need kv_len")
+        rows = torch.arange(k.shape[0], device=k.device)
+        self.k[rows, :, start] = k[:, :, 0]
+        self.v[rows, :, start] = v[:, :, 0]
+        return self.k[:, :, :kv_len], self.v[:, :, :kv_len]
 
 
 class KVCache:
@@ -169,25 +201,24 @@ class Attention(nn.Module):
         self.wv = _linear(acfg, "wv", cfg.dim, cfg.kv_dim)
         self.wo = _linear(acfg, "wo", cfg.n_heads * cfg.head_dim, cfg.dim)
 
-    def forward(self, x: torch.Tensor, freqs: torch.Tensor, start: int,
+    def forward(self, x: torch.Tensor, freqs: torch.Tensor, start: int | torch.Tensor,
                 cache: LayerCache | None, mask: torch.Tensor | None,
-                prompts: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                prompts: dict[str, torch.Tensor] | None = None, kv_len: int | None = None) -> torch.Tensor:
         B, T, _ = x.shape
         q = apply_rope(self.wq(x).view(B, T, self.n_heads, self.head_dim), freqs).transpose(1, 2)
         k = apply_rope(self.wk(x).view(B, T, self.n_kv_heads, self.head_dim), freqs).transpose(1, 2)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         if cache is not None:
-            cache.k[:, :, start:start + T] = k
-            cache.v[:, :, start:start + T] = v
-            k, v = cache.k[:, :, :start + T], cache.v[:, :, :start + T]
+            k, v = cache.update(k, v, start, kv_len)
         gqa = self.n_kv_heads != self.n_heads
-        if mask is None and T > 1 and start > 0:  # chunked prefill: causal within the chunk, all of the past
+        chunk = isinstance(start, int) and start > 0
+        if mask is None and T > 1 and chunk:  # chunked prefill: causal within the chunk, all of the past
             mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
         if mask is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1 and start == 0, enable_gqa=gqa)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1 and not chunk, enable_gqa=gqa)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
-        if prompts:
+        if prompts or (cache is not None and cache.prompts_fixed):
             out = out + self.prompt_attention(q, prompts, cache)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))
 
@@ -231,17 +262,25 @@ class GatedPromptAttention(Attention):
         v = v.transpose(1, 2).repeat_interleave(rep, dim=1).expand(batch, -1, -1, -1)
         return k, v
 
+    def prompt_kv(self, prompts: dict[str, torch.Tensor], batch: int,
+                  dtype: torch.dtype) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Keys/values of this layer's prompt tokens, (batch, H, P, D) per prompt kind."""
+        return {key: self._prompt_kv(tokens.to(dtype), batch) for key, tokens in prompts.items()}
+
     def prompt_attention(self, q, prompts, cache) -> torch.Tensor | float:
-        if not prompts:
-            return 0.0
+        if cache is not None and cache.prompts_fixed:
+            pairs = cache.prompt_kv
+        else:
+            pairs = {}
+            for key, tokens in (prompts or {}).items():
+                if cache is not None and key in cache.prompt_kv:
+                    pairs[key] = cache.prompt_kv[key]
+                else:
+                    pairs[key] = self._prompt_kv(tokens.to(q.dtype), q.shape[0])
+                    if cache is not None:
+                        cache.prompt_kv[key] = pairs[key]
         out: torch.Tensor | float = 0.0
-        for key, tokens in prompts.items():
-            if cache is not None and key in cache.prompt_kv:
-                k, v = cache.prompt_kv[key]
-            else:
-                k, v = self._prompt_kv(tokens.to(q.dtype), q.shape[0])
-                if cache is not None:
-                    cache.prompt_kv[key] = (k, v)
+        for key, (k, v) in pairs.items():
             if key == "visual":
                 out = out + self._gated(q, k, v, self.visual_gate)
             else:
@@ -277,8 +316,8 @@ class TransformerBlock(nn.Module):
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps, trainable=acfg.train_norms)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps, trainable=acfg.train_norms)
 
-    def forward(self, x, freqs, start, cache, mask, prompts=None):
-        h = x + self.attention(self.attention_norm(x), freqs, start, cache, mask, prompts)
+    def forward(self, x, freqs, start, cache, mask, prompts=None, kv_len=None):
+        h = x + self.attention(self.attention_norm(x), freqs, start, cache, mask, prompts, kv_len)
         return h + self.feed_forward(self.ffn_norm(h))
 
 
@@ -368,22 +407,45 @@ class Transformer(nn.Module):
         packed = packed_weight(head)
         return F.linear(h, head.weight) if packed is None else packed.linear(h)
 
-    def forward(self, tokens: torch.Tensor, visual: torch.Tensor | None = None, *, start: int = 0,
-                cache: KVCache | None = None, attn_mask: torch.Tensor | None = None,
+    def prompt_kv(self, visual: torch.Tensor | None = None) -> list[dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """Per layer, the prompt keys/values one sequence attends to (batch 1; ``visual``: (1, N_v, dim) or None).
+
+        What :meth:`forward` computes at prefill, for callers that keep them per request (the batching engine).
+        Layers without prompts get an empty dict.
+        """
+        out: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+        for i, layer in enumerate(self.layers):
+            prompts = self.layer_prompts(layer, i, visual) if (layer.has_prompt or layer.has_visual) else None
+            out.append(layer.attention.prompt_kv(prompts, 1, self.dtype) if prompts else {})  # type: ignore
+        return out
+
+    def forward(self, tokens: torch.Tensor, visual: torch.Tensor | None = None, *, start: int | torch.Tensor = 0,
+                positions: torch.Tensor | None = None, cache: KVCache | None = None,
+                attn_mask: torch.Tensor | None = None, kv_len: int | None = None,
                 last_only: bool = False, return_hidden: bool = False) -> torch.Tensor:
         """tokens (B, T). ``visual``: (B, N_v, dim) visual prompt tokens or None.
 
-        ``attn_mask``: boolean (B, 1, T, start+T), True = may attend (needed for left-padded batches).
+        Positions: by default every row's tokens sit at ``start .. start+T``. ``positions`` (B, T) gives each row
+        its own (left-padded rows start at 0 after their padding): RoPE uses them, so a padded row computes what it
+        computes alone — which matters because adaption/visual prompt keys carry no RoPE and the attention to them
+        depends on the query's absolute position. ``start``: the cache columns this step writes (an int for all
+        rows, or a (B,) tensor of one column per row with ``kv_len`` columns attended; see :meth:`LayerCache.update`).
+        ``attn_mask``: boolean (B, 1, T, kv columns), True = may attend (needed for padded or ragged batches).
         ``last_only`` computes logits of the last position only (generation).
         """
         B, T = tokens.shape
         h = self.embed(tokens)
-        freqs = self.rope(start + T, h.device)[start:start + T]
+        if positions is None and isinstance(start, int):
+            freqs = self.rope(start + T, h.device)[start:start + T]
+        else:
+            if positions is None:
+                positions = start.view(B, 1)  # type: ignore[union-attr]
+            freqs = self.rope(self.config.max_seq_len, h.device)[positions]
         if visual is not None and visual.shape[0] not in (1, B):
             raise ValueError(f"visual batch {visual.shape[0]} does not match token batch {B}")
         for i, layer in enumerate(self.layers):
             prompts = self.layer_prompts(layer, i, visual) if (layer.has_prompt or layer.has_visual) else None
-            h = layer(h, freqs, start, None if cache is None else cache.layers[i], attn_mask, prompts)
+            h = layer(h, freqs, start, None if cache is None else cache.layers[i], attn_mask, prompts, kv_len)
         if last_only:
             h = h[:, -1:]
         h = self.norm(h)

@@ -9,6 +9,11 @@ Crash safety: every finished row is written as one line with a single ``write`` 
 ``<image path>#q<k>`` for folders). ``resume`` reads the output, truncates a torn last line (a kill in the middle
 of a write) and skips the ids already there, so after any interruption — even ``kill -9`` — every row ends up in
 the output exactly once. Rows that failed (unreadable image ...) are written with an ``error`` and count as done.
+
+One writer per output: :func:`run_batch` holds an exclusive lock on ``<output>.lock`` (``flock``, released by the
+kernel even after ``kill -9``), so a second ``lav2 batch`` on the same output stops with a clear error instead of
+duplicating every row. To spread one input over several processes or machines, give each a ``shard`` (``I/N``:
+the rows whose position in the input is I modulo N) and its own output.
 """
 from __future__ import annotations
 
@@ -123,7 +128,68 @@ def resolve_package_asset(ref: str) -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / rel)
 
 
+def shard_rows(rows: list[BatchRow], shard: str | None) -> list[BatchRow]:
+    """The rows of shard ``"I/N"`` (0 <= I < N): every N-th row starting at row I, in input order.
+
+    Deterministic for the same input, so N processes (or machines) with shards 0/N .. N-1/N cover every row
+    exactly once, and ``--resume`` of one shard stays within it.
+    """
+    if shard is None:
+        return rows
+    index, n = parse_shard(shard)
+    return rows[index::n]
+
+
+def parse_shard(shard: str) -> tuple[int, int]:
+    try:
+        left, right = str(shard).split("/")
+        index, n = int(left), int(right)
+    except ValueError:
+        raise BatchInputError(f"--shard {shard!r}: expected I/N, e.g. 0/4 (shard I of N, counting from 0)") from None
+    if n < 1 or not 0 <= index < n:
+        raise BatchInputError(f"--shard {shard!r}: I must be in 0..N-1 and N >= 1 (e.g. 0/4 .. 3/4)")
+    return index, n
+
+
 # ------------------------------------------------------------------------------------------------ output
+class OutputLock:
+    """An exclusive advisory lock on ``<output>.lock`` for the lifetime of one batch run.
+
+    ``flock`` is per open file and released by the kernel when the process dies, so a crashed run never leaves
+    a stale lock. The lock file records the holder's pid for the error message.
+    """
+
+    def __init__(self, output: str | os.PathLike):
+        self.path = Path(f"{os.fspath(output)}.lock")
+        self._fd = -1
+
+    def __enter__(self) -> OutputLock:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock (documented)
+            log.warning("no file locking on this platform: do not run two batches on %s at once", self.path)
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "another process"
+            os.close(fd)
+            output = str(self.path)[:-len(".lock")]
+            raise BatchInputError(f"{output} is being written by another lav2 batch (pid {holder}): wait for it, "
+                                  "or write to another output (use --shard I/N to split an input)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # releases the flock
+            self._fd = -1
+
+
 def read_done(output: str | os.PathLike, *, repair: bool = True) -> dict[str, dict[str, Any]]:
     """Rows already in ``output`` by id. A torn last line (no newline, or not JSON) is cut off when ``repair``."""
     path = Path(output)
@@ -202,9 +268,19 @@ def run_batch(rows: list[BatchRow], answer: Callable[[BatchRow], dict[str, Any]]
               progress: bool = True) -> BatchSummary:
     """Answer every row not yet in ``output`` with ``answer(row) -> dict``, at most ``concurrency`` at a time.
 
-    Rows are written as they finish (so the output order is completion order; every line has its ``id``).
+    Rows are written as they finish (so the output order is completion order; every line has its ``id``). With a
+    pipeline on the batching engine, ``concurrency`` rows in flight means: up to ``max_batch_size`` of them are
+    decoded together while the others run their experts. Raises :class:`BatchInputError` if another run holds
+    the output.
     """
     out = Path(output)
+    with OutputLock(out):
+        return _run_locked(rows, answer, out, resume=resume, overwrite=overwrite, concurrency=concurrency,
+                           progress=progress)
+
+
+def _run_locked(rows: list[BatchRow], answer: Callable[[BatchRow], dict[str, Any]], out: Path, *, resume: bool,
+                overwrite: bool, concurrency: int, progress: bool) -> BatchSummary:
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
         raise BatchInputError(f"{out} already exists: pass --resume to continue it or --overwrite to start over")
     if overwrite and not resume and out.exists():

@@ -10,6 +10,9 @@ from typing import Any, TextIO
 
 log = logging.getLogger("lav2")
 
+#: lav2 batch's default --max-batch-size (bench/batch.py: rows/min levels off beyond it on a 2-core CPU)
+DEFAULT_BATCH_SIZE = 8
+
 _EXPERTS_HELP = ("which experts to consult: auto (keyword rules on the question, default), all, none, model (the "
                  "language model judges each expert), or a comma-separated list such as ocr,detection")
 
@@ -50,8 +53,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="question to ask about every image (folders; repeatable; rows without a question in files)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run: skip rows already written")
     p.add_argument("--overwrite", action="store_true", help="start over, deleting an existing output")
-    p.add_argument("-j", "--concurrency", type=int, default=2,
-                   help="rows in flight at once (experts overlap; generation is one at a time; default 2)")
+    p.add_argument("--max-batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                   help=f"rows the model decodes together in one step (continuous batching; default "
+                        f"{DEFAULT_BATCH_SIZE}; 1 = one generation at a time)")
+    p.add_argument("--expert-workers", type=int, default=None, metavar="N",
+                   help="rows running their experts at once, ahead of generation (default: the number of CPU "
+                        "cores)")
+    p.add_argument("-j", "--concurrency", type=int, default=None,
+                   help="rows in flight at once (default: --max-batch-size + 2 x --expert-workers, so the batch "
+                        "stays full while upcoming rows run their experts)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="process only shard I of N (rows I, I+N, I+2N, ... of the input; I counts from 0): run "
+                        "N processes or machines with shards 0/N .. N-1/N and separate outputs to split an input")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _pipeline_args(p)
     p.set_defaults(func=cmd_batch)
@@ -92,7 +105,7 @@ def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None
     g.add_argument("--system", default=None, help="system prompt (default: the prompt style's)")
 
 
-def build_pipeline(args: argparse.Namespace) -> Any:
+def build_pipeline(args: argparse.Namespace, **extra: Any) -> Any:
     from .experts import default_pipeline_experts
     from .pipeline import VisualQAPipeline
 
@@ -105,7 +118,7 @@ def build_pipeline(args: argparse.Namespace) -> Any:
                             dtype=args.dtype, experts=experts, router=args.experts,
                             expert_timeout=args.expert_timeout, max_new_tokens=args.max_new_tokens,
                             temperature=args.temperature, system=args.system,
-                            model_kwargs=None if args.weights == "auto" else {"weights": args.weights})
+                            model_kwargs=None if args.weights == "auto" else {"weights": args.weights}, **extra)
 
 
 # ------------------------------------------------------------------------------------------------ ask
@@ -233,11 +246,22 @@ def _default_history_turns(model: Any) -> int:
 
 # ------------------------------------------------------------------------------------------------ batch
 def cmd_batch(args: argparse.Namespace) -> int:
-    from .batch import read_rows, run_batch
+    import os
 
-    rows = read_rows(args.input, args.question)
+    from .batch import BatchInputError, read_rows, run_batch, shard_rows
+
+    for flag in ("max_batch_size", "expert_workers", "concurrency"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise BatchInputError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    rows = shard_rows(read_rows(args.input, args.question), args.shard)
     output = args.output or f"{Path(args.input).name.rsplit('.', 1)[0] or 'batch'}.answers.jsonl"
-    pipeline = build_pipeline(args)
+    workers = args.expert_workers or os.cpu_count() or 2
+    concurrency = args.concurrency or args.max_batch_size + 2 * workers
+    pipeline = build_pipeline(args, expert_workers=workers)
+    configure = getattr(pipeline.model, "configure_engine", None)
+    if configure is not None:
+        configure(max_batch_size=args.max_batch_size)
 
     def answer(row: Any) -> dict[str, Any]:
         r = pipeline.invoke({"image": row.image, "question": row.question})
@@ -246,7 +270,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     try:
         summary = run_batch(rows, answer, output, resume=args.resume, overwrite=args.overwrite,
-                            concurrency=args.concurrency, progress=not args.no_progress)
+                            concurrency=concurrency, progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f"lav2 batch: interrupted; finished rows are in {output}: rerun with --resume to continue",
               file=sys.stderr)

@@ -98,6 +98,9 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         cache_experts: reuse an expert's output for the same image (and query, for search experts) — useful in
             chat sessions that ask several questions about one image.
         on_missing_vision: ``"warn"`` (answer from the experts, note ``visual_prefix`` off) or ``"error"``.
+        expert_workers: at most this many calls run their experts at once (None: no limit). Concurrent calls
+            (``batch``, a server, ``lav2 batch``) then keep expert processes such as Tesseract from crowding out
+            the model: later calls wait for their turn while earlier ones generate.
     """
 
     def __init__(self, model: Any = None, *, adapter: Any = None, vision: Any = None, device: str = "auto",
@@ -106,7 +109,8 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
                  max_new_tokens: int = 64, temperature: float = 0.0, answer_hint: str = DEFAULT_ANSWER_HINT,
                  system: str | None = None, prompt_style: str | None = None, labels: Mapping[str, str] | None = None,
                  max_chars_per_expert: int = 600, max_context_chars: int = 2000, cache_experts: bool = True,
-                 on_missing_vision: str = "warn", model_kwargs: Mapping[str, Any] | None = None):
+                 on_missing_vision: str = "warn", model_kwargs: Mapping[str, Any] | None = None,
+                 expert_workers: int | None = None):
         if model is not None and not isinstance(model, str) and not is_model_object(model) \
                 and hasattr(model, "llama_model"):
             model = model.llama_model  # a ChatLlamaAdapterV2 / LlamaAdapterV2LLM: share its model
@@ -127,6 +131,9 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         self.max_context_chars = max_context_chars
         self.cache_experts = cache_experts
         self.on_missing_vision = on_missing_vision
+        if expert_workers is not None and expert_workers < 1:
+            raise ValueError(f"expert_workers must be >= 1 or None, got {expert_workers}")
+        self._expert_slots = threading.BoundedSemaphore(expert_workers) if expert_workers else None
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -195,7 +202,12 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         decision = self.router.route(question, self.experts, has_image=pil is not None, model=model,
                                      prompt_style=self.prompt_style, policy=policy)
         t_routed = time.perf_counter()
-        outcomes = self.run_experts(decision.chosen, pil, question)
+        if self._expert_slots is not None and decision.chosen:
+            with self._expert_slots:  # bounded: see expert_workers
+                t_routed = time.perf_counter()
+                outcomes = self.run_experts(decision.chosen, pil, question)
+        else:
+            outcomes = self.run_experts(decision.chosen, pil, question)
         t_experts = time.perf_counter()
         contributed = {name: o["text"] for name, o in outcomes.items() if o["error"] is None and o["text"]}
         context = self.format_context(contributed)

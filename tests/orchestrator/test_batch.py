@@ -151,3 +151,86 @@ def test_kill_9_mid_run_then_resume_gives_every_row_exactly_once(tmp_path):
     again = subprocess.run(_batch_cmd(inp, out, "--resume"), cwd=REPO, env=env, capture_output=True, text=True,
                            timeout=240)
     assert "0 row(s) written" in again.stderr and ids_in(out) == counts
+
+
+# ------------------------------------------------------------------------------------------------ one writer, shards
+def test_a_second_writer_on_the_same_output_is_refused(tmp_path):
+    import threading
+
+    from orchestrator.batch import OutputLock
+
+    out = tmp_path / "out.jsonl"
+    rows = [BatchRow(f"r{i}", None, f"q{i}", {}) for i in range(8)]
+    started, release = threading.Event(), threading.Event()
+
+    def slow(row):
+        started.set()
+        release.wait(10)
+        return {"answer": "a"}
+
+    first = threading.Thread(target=run_batch, args=(rows, slow, out), kwargs={"progress": False})
+    first.start()
+    assert started.wait(10)
+    with pytest.raises(BatchInputError, match=f"being written by another lav2 batch \\(pid {os.getpid()}\\)"):
+        run_batch(rows, lambda r: {"answer": "b"}, out, resume=True, progress=False)
+    release.set()
+    first.join(10)
+    assert ids_in(out) == Counter({f"r{i}": 1 for i in range(8)})
+    with OutputLock(out):  # released when the run ended
+        pass
+
+
+def test_shards_cover_every_row_exactly_once(tmp_path):
+    from orchestrator.batch import shard_rows
+
+    rows = [BatchRow(f"r{i}", None, "q", {}) for i in range(11)]
+    parts = [shard_rows(rows, f"{i}/3") for i in range(3)]
+    assert sorted(r.id for p in parts for r in p) == sorted(r.id for r in rows)
+    assert [len(p) for p in parts] == [4, 4, 3]
+    assert shard_rows(rows, "1/3") == parts[1]  # deterministic
+    for bad in ("3/3", "1", "a/b", "-1/2", "0/0"):
+        with pytest.raises(BatchInputError, match="--shard"):
+            shard_rows(rows, bad)
+
+
+@pytest.mark.slow  # interpreter start-ups
+@pytest.mark.timeout(300)
+def test_two_concurrent_cli_batches_on_one_output_never_duplicate_rows(tmp_path):
+    make_image(0).save(tmp_path / "img.png")
+    n = 40
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"image": "img.png", "question": f"question {i}"} for i in range(n)])
+    out = tmp_path / "answers.jsonl"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen(_batch_cmd(inp, out, "--resume"), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [p.communicate(timeout=240) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert ids_in(out) == Counter({f"row-{i}": 1 for i in range(1, n + 1)})
+    if codes == [0, 2]:  # the usual case: they overlapped, the second was refused with one line
+        err = next(e for (_, e), p in zip(results, procs) if p.returncode == 2)
+        assert "being written by another lav2 batch" in err and "Traceback" not in err
+    else:  # the first finished before the second started: the second found nothing left to do
+        assert codes == [0, 0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_cli_shards_split_an_input_and_batch_equals_one_at_a_time(tmp_path):
+    make_image(0).save(tmp_path / "img.png")
+    n = 12
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"image": "img.png", "question": f"q {i}"} for i in range(n)])
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    outs = []
+    for i in range(2):
+        outs.append(tmp_path / f"part{i}.jsonl")
+        res = subprocess.run(_batch_cmd(inp, outs[-1], "--shard", f"{i}/2"), cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=240)
+        assert res.returncode == 0, res.stderr
+    single = tmp_path / "single.jsonl"
+    res = subprocess.run(_batch_cmd(inp, single, "--max-batch-size", "1"), cwd=REPO, env=env, capture_output=True,
+                         text=True, timeout=240)
+    assert res.returncode == 0, res.stderr
+    merged = [json.loads(line) for o in outs for line in o.read_text().splitlines()]
+    assert Counter(r["id"] for r in merged) == Counter({f"row-{i}": 1 for i in range(1, n + 1)})
+    alone = {json.loads(line)["id"]: json.loads(line)["answer"] for line in single.read_text().splitlines()}
+    assert {r["id"]: r["answer"] for r in merged} == alone  # batched (default) answers = one at a time
