@@ -148,7 +148,8 @@ def create_app(config: ServeConfig | None = None, *, pipeline: Any = None, model
         pipeline = VisualQAPipeline(model, experts=[], max_new_tokens=config.default_max_tokens,
                                     temperature=config.default_temperature)
     background = pipeline is None
-    host = ModelHost((lambda: pipeline) if pipeline is not None else (loader or _default_loader(config)))
+    host = ModelHost((lambda: pipeline) if pipeline is not None else (loader or _default_loader(config)),
+                     {"max_batch_size": config.max_batch_size, "max_queue": config.max_pending})
     metrics = ServerMetrics(lambda: _engine_stats(host))
     admission = Admission(config.max_pending, config.retry_after)
 
@@ -186,7 +187,7 @@ def _default_loader(config: ServeConfig) -> Callable[[], Any]:
     def load() -> Any:
         from ..pipeline import VisualQAPipeline
 
-        return VisualQAPipeline(**config.load)
+        return VisualQAPipeline(**{"expert_workers": config.expert_workers, **config.load})
 
     return load
 
@@ -433,7 +434,7 @@ class _Api:
             prompt, stops, _, _, prefill = self.host.chat._prepare(
                 messages, merge_stop(body.stop_list), {"tools": tools, "tool_choice": choice})
             params = self._sampling(body, prompt, stops, body.max_new_tokens)
-            generation = Generation(model, prompt, image, params, self._deadline())
+            generation = await Generation.start(model, prompt, image, params, self._deadline())
             rid, created = new_id("chatcmpl"), int(time.time())
             if body.stream and not tools:
                 response = await self._chat_stream(request, body, generation, ticket, rid, created, served,
@@ -518,7 +519,7 @@ class _Api:
             deadline = self._deadline()
             for prompt in body.prompts:
                 params = self._sampling(body, prompt, body.stop_list, body.max_tokens)
-                generations.append(Generation(self.host.model, prompt, None, params, deadline))
+                generations.append(await Generation.start(self.host.model, prompt, None, params, deadline))
             rid, created = new_id("cmpl"), int(time.time())
             if body.stream:
                 handed_off = True

@@ -70,10 +70,16 @@ class Generation:
         self._captured: Captured | None = None
         engine = getattr(model, "engine", None)
         if engine is not None and hasattr(engine, "submit"):
-            # raises QueueFullError (-> 429) or a ConfigError/ContextLengthError (-> 400) right here
+            # raises QueueFullError (-> 429) or a ConfigError/ContextLengthError/ImageError (-> 400) right here
             self._handle = engine.submit(prompt, image=image, **params)
         else:
             self._captured = Captured(model.stream(prompt, image=image, **params))
+
+    @classmethod
+    async def start(cls, model: Any, prompt: Any, image: Any, params: dict[str, Any], deadline: float) -> Generation:
+        """Submit off the event loop: the engine tokenises the prompt and encodes the image (CLIP) on the
+        submitting thread."""
+        return await asyncio.to_thread(cls, model, prompt, image, params, deadline)
 
     async def pieces(self) -> AsyncIterator[str]:
         """Text deltas until the end; raises :class:`Timeout` at the deadline (and cancels the generation)."""
@@ -145,8 +151,9 @@ class ModelHost:
     """Loads the model (and the visual-QA pipeline around it) in a background thread; until it is ready every
     request gets 503. ``loader`` returns the pipeline (``orchestrator.VisualQAPipeline``)."""
 
-    def __init__(self, loader: Callable[[], Any]):
+    def __init__(self, loader: Callable[[], Any], engine_limits: dict[str, int] | None = None):
         self._loader = loader
+        self.engine_limits = {k: v for k, v in (engine_limits or {}).items() if v is not None}
         self.pipeline: Any = None
         self.model: Any = None
         self.chat: Any = None
@@ -172,6 +179,9 @@ class ModelHost:
         try:
             pipeline = self._loader()
             model = pipeline.model
+            configure = getattr(model, "configure_engine", None)
+            if self.engine_limits and configure is not None:
+                configure(**self.engine_limits)
             self.chat = ChatLlamaAdapterV2(client=model, max_tokens=pipeline.max_new_tokens,
                                            temperature=pipeline.temperature)
             self.experts = describe_experts(pipeline.experts)

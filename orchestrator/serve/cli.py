@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..commands import DEFAULT_BATCH_SIZE
 from .config import API_KEY_ENV, DEFAULT_MAX_BODY_BYTES
 
 _DESCRIPTION = f"""\
@@ -47,6 +48,12 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-pending", type=int, default=64,
                    help="requests the server holds at once (generating or waiting); more get 429 with Retry-After "
                         "(default 64)")
+    g.add_argument("--max-batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+                   help=f"requests the engine decodes together in one batch (default {DEFAULT_BATCH_SIZE}, where "
+                        "throughput levels off on a 2-core CPU; more memory per row for the KV cache)")
+    g.add_argument("--expert-workers", type=int, default=None, metavar="N",
+                   help="/v1/vqa requests running their experts (OCR, detection, ...) at once; the others wait "
+                        "(default: the number of CPU cores)")
     g.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
                    help="uvicorn's log level (default info)")
     _pipeline_args(p, default_tokens=256)
@@ -83,15 +90,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .config import ServeConfig
     from .server import serve
 
+    import os
+
+    workers = args.expert_workers or os.cpu_count() or 2
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0-65535, got {args.port}")
     config = ServeConfig(host=args.host, port=args.port, api_key=args.api_key,
                          allow_local_files=args.allow_local_files, allow_image_urls=not args.no_image_urls,
                          max_body_bytes=int(args.max_body_mb * 2**20), request_timeout=args.request_timeout,
-                         max_pending=args.max_pending, default_max_tokens=args.max_new_tokens,
+                         max_pending=args.max_pending, max_batch_size=args.max_batch_size,
+                         expert_workers=workers, default_max_tokens=args.max_new_tokens,
                          default_temperature=args.temperature, model_id=args.served_model_name,
                          experts=args.experts, load={"model": args.model})
-    app = create_app(config, loader=lambda: build_pipeline(args))
+    app = create_app(config, loader=lambda: build_pipeline(args, expert_workers=workers))
     print(f"lav2 serve: loading {args.model}; listening on http://{_display(args.host)}:{args.port} "
           f"(page at /, API at /v1{', API key required' if config.api_key else ''})", file=sys.stderr)
     error = serve(config, app=app, log_level=args.log_level)

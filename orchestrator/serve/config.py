@@ -24,6 +24,9 @@ class ServeConfig:
     max_body_bytes: requests with a larger body are refused with 413 before they are read.
     request_timeout: seconds one request may take (queueing + experts + generation); then it is cancelled.
     max_pending: requests admitted at once (waiting or generating); more are refused with 429 + ``Retry-After``.
+        The engine's queue gets the same bound.
+    max_batch_size: requests the engine decodes together (``model.configure_engine``); None keeps the model's.
+    expert_workers: ``/v1/vqa`` requests running their experts at once (None: no limit).
     default_max_tokens, default_temperature: for requests that do not say (and the length of ``/v1/vqa`` answers).
     model_id: the id ``/v1/models`` lists (``"default"`` is always accepted too); None: derived from the base.
     experts: the default routing policy of ``/v1/vqa`` and the page.
@@ -38,6 +41,8 @@ class ServeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout: float = 300.0
     max_pending: int = 64
+    max_batch_size: int | None = None
+    expert_workers: int | None = None
     retry_after: int = 1
     default_max_tokens: int = 256
     default_temperature: float = 0.0
@@ -54,5 +59,8 @@ class ServeConfig:
             raise ConfigError(f"max_body_bytes must be at least 1024, got {self.max_body_bytes}")
         if self.request_timeout <= 0:
             raise ConfigError(f"request_timeout must be positive, got {self.request_timeout}")
+        for name in ("max_batch_size", "expert_workers"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_pending < 1:
             raise ConfigError(f"max_pending must be at least 1, got {self.max_pending}")

@@ -2,6 +2,7 @@
 official client understands it; never a stack trace."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -238,6 +239,8 @@ def test_full_server_says_429_with_retry_after_and_a_disconnect_frees_the_place(
         metrics = httpx.get(server.url + "/metrics").text
         assert "lav2_requests_rejected_total 2.0" in metrics
         assert 'lav2_requests_total{endpoint="/v1/chat/completions",status="429"} 2.0' in metrics
+        cancelled = re.search(r'^lav2_engine_finished_total\{reason="cancelled"\} (\S+)$', metrics, re.M)
+        assert cancelled and float(cancelled.group(1)) >= 1  # the engine dropped the abandoned request
     finally:
         server.stop()
 

@@ -98,9 +98,20 @@ def test_concurrent_requests_are_all_answered_as_if_alone(tiny_server, tiny_mode
         return r.status_code, r.json()["choices"][0]["message"]["content"]
 
     alone = [ask(q) for q in questions]
+    before = engine_counts(tiny_server)
     with cf.ThreadPoolExecutor(8) as pool:
         together = list(pool.map(ask, questions))
+    after = engine_counts(tiny_server)
     assert together == alone and all(status == 200 for status, _ in together)
+    steps, rows = after["steps"] - before["steps"], after["rows_decoded"] - before["rows_decoded"]
+    assert rows == 8 * 11  # 12 tokens each: the first comes from the prefill, 11 from decode steps
+    assert rows / steps > 2, (rows, steps)  # decoded together: several rows per engine step
+
+
+def engine_counts(server) -> dict[str, float]:
+    text = httpx.get(server.url + "/metrics").text
+    return {key: float(re.search(rf"^lav2_engine_{key}_total (\S+)$", text, re.M).group(1))
+            for key in ("steps", "rows_decoded", "tokens")}
 
 
 def test_health_and_metrics(tiny_server):
