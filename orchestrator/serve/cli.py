@@ -105,6 +105,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     app = create_app(config, loader=lambda: build_pipeline(args, expert_workers=workers))
     print(f"lav2 serve: loading {args.model}; listening on http://{_display(args.host)}:{args.port} "
           f"(page at /, API at /v1{', API key required' if config.api_key else ''})", file=sys.stderr)
+    if not config.api_key and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"lav2 serve: warning: listening on {args.host} without an API key: anyone who can reach this "
+              "machine can use the model (set --api-key or LAV2_API_KEY)", file=sys.stderr)
     error = serve(config, app=app, log_level=args.log_level)
     if error is not None:
         print(f"lav2 serve: error: {error}", file=sys.stderr)
