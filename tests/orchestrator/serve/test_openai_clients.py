@@ -117,25 +117,85 @@ def test_image_part_without_vision_weights_is_accepted(openai_client):
     assert r.choices[0].message.content is not None
 
 
-def test_tools_round_trip_through_the_prompted_format(openai_client, tiny_model):
-    """tools + a forced tool_choice: the chat model's prompted tool calling. The tiny model writes noise as
-    arguments, so the call is reported as text; the prompt the server built is checked against the chat model's."""
-    tools = [{"type": "function", "function": {"name": "add", "description": "Add two integers.",
-                                               "parameters": {"type": "object", "properties": {
-                                                   "a": {"type": "integer"}, "b": {"type": "integer"}},
-                                                   "required": ["a", "b"]}}}]
-    r = openai_client.chat.completions.create(model="default", messages=[{"role": "user", "content": "2+3?"}],
-                                              tools=tools, tool_choice={"type": "function",
-                                                                        "function": {"name": "add"}}, max_tokens=8)
-    choice = r.choices[0]
-    # forced: the reply starts with the pre-filled call; a random model cannot finish it into valid JSON
-    assert choice.message.tool_calls or choice.message.content.startswith('<tool_call>\n{"name": "add"')
+class ScriptedModel:
+    """Stands in for a model that follows the tool-call format (the tiny random model writes noise and SmolLM2-135M
+    cannot fill arguments): canned replies, every prompt recorded. Tokenizer and context are the tiny model's."""
+
+    prompt_style = "chatml"
+    has_vision = False
+    info = {"base": "scripted"}
+
+    def __init__(self, tiny, replies):
+        self.tokenizer, self.config, self.replies, self.prompts = tiny.tokenizer, tiny.config, list(replies), []
+
+    def describe(self):
+        return {"base": "scripted", "vision": False}
+
+    def stream(self, prompt, image=None, **kwargs):
+        from core_model import Completion
+
+        self.prompts.append(prompt)
+        text = self.replies.pop(0)
+        yield text
+        return Completion(text, len(self.tokenizer.encode(prompt)), len(self.tokenizer.encode(text, bos=False)),
+                          "stop", [])
+
+    def generate(self, prompt, images=None, **kwargs):
+        return list(self.stream(prompt))[0]
+
+
+ADD = {"type": "function", "function": {"name": "add", "description": "Add two integers.", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}}
+
+
+@pytest.fixture()
+def scripted(tiny_model):
+    model = ScriptedModel(tiny_model, [])
+    server = start(model=model)
+    yield model, openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0), server
+    server.stop()
+
+
+def test_tool_calls_through_the_chat_models_prompted_format(scripted):
+    model, client, _ = scripted
+    model.replies = ['{"a": 2, "b": 3}}', '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 1}}', "It is 5."]
+    forced = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "2+3?"}],
+                                            tools=[ADD], tool_choice={"type": "function", "function": {"name": "add"}})
+    assert model.prompts[0].endswith('<tool_call>\n{"name": "add", "arguments": ')  # pre-filled by the chat model
+    assert "<tools>" in model.prompts[0] and '"name": "add"' in model.prompts[0]
+    call = forced.choices[0].message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "add" and call.id.startswith("call_")
+    assert json.loads(call.function.arguments) == {"a": 2, "b": 3}
+    assert forced.choices[0].finish_reason == "tool_calls" and forced.choices[0].message.content is None
+    auto = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "1+1?"}],
+                                          tools=[ADD])
+    assert json.loads(auto.choices[0].message.tool_calls[0].function.arguments) == {"a": 1, "b": 1}
     history = [{"role": "user", "content": "2+3?"},
                {"role": "assistant", "content": None, "tool_calls": [
-                   {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 3}'}}]},
-               {"role": "tool", "tool_call_id": "call_1", "content": "5"}]
-    r = openai_client.chat.completions.create(model="default", messages=history, tools=tools, max_tokens=4)
-    assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
+                   {"id": call.id, "type": "function", "function": {"name": "add", "arguments": call.function.arguments}}]},
+               {"role": "tool", "tool_call_id": call.id, "content": "5"}]
+    final = client.chat.completions.create(model="default", messages=history, tools=[ADD])
+    assert final.choices[0].message.content == "It is 5." and final.choices[0].finish_reason == "stop"
+    assert json.dumps({"name": "add", "content": "5"}) in model.prompts[2]  # the result went back as a tool turn
+
+
+def test_tool_calls_stream_as_one_chunk_and_reach_langchain(scripted):
+    model, client, server = scripted
+    model.replies = ['<tool_call>{"name": "add", "arguments": {"a": 4, "b": 5}}</tool_call>'] * 2
+    chunks = list(client.chat.completions.create(model="default", messages=[{"role": "user", "content": "4+5?"}],
+                                                 tools=[ADD], stream=True))
+    calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
+    assert len(calls) == 1 and calls[0].index == 0 and json.loads(calls[0].function.arguments) == {"a": 4, "b": 5}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    langchain_openai = pytest.importorskip("langchain_openai")
+
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    llm = langchain_openai.ChatOpenAI(base_url=server.url + "/v1", api_key="x", model="default", max_retries=0)
+    msg = llm.bind_tools([add]).invoke("4+5?")
+    assert msg.tool_calls[0]["name"] == "add" and msg.tool_calls[0]["args"] == {"a": 4, "b": 5}
 
 
 def test_completions_endpoint(openai_client, tiny_model):
