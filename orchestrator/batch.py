@@ -1,7 +1,7 @@
 """Batch visual QA with a resumable, append-only JSONL output.
 
-Inputs: a ``.jsonl`` file (one ``{"image", "question"[, "id"]}`` object per line), a ``.csv`` file with the same
-columns, or a folder of images plus one or more questions (every image × every question). Relative image paths
+Inputs: a ``.jsonl`` file (one ``{"image", "question"[, "id"]}`` object per line), a ``.csv`` or ``.parquet`` file
+with the same columns, or a folder of images plus one or more questions (every image × every question). Relative image paths
 in a file are resolved against the file's folder first, then the working directory.
 
 Crash safety: every finished row is written as one line with a single ``write`` on an ``O_APPEND`` file and
@@ -59,6 +59,8 @@ def read_rows(source: str | os.PathLike, questions: Iterable[str] = ()) -> list[
         raise BatchInputError(f"{path}: no such file or folder")
     elif path.suffix.lower() == ".csv":
         rows = list(_csv_rows(path, questions))
+    elif path.suffix.lower() == ".parquet":
+        rows = list(_parquet_rows(path, questions))
     else:
         rows = list(_jsonl_rows(path, questions))
     seen: set[str] = set()
@@ -93,6 +95,20 @@ def _csv_rows(path: Path, questions: list[str]) -> Iterator[BatchRow]:
             raise BatchInputError(f"{path}: the CSV needs a header with an 'image' column (and 'question', 'id')")
         for n, record in enumerate(reader, 1):
             yield from _make_rows(dict(record), n, path, f"{path}:{n + 1}", questions)
+
+
+def _parquet_rows(path: Path, questions: list[str]) -> Iterator[BatchRow]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BatchInputError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow, or the [ray] extra)") \
+            from None
+    try:
+        records = pq.read_table(path).to_pylist()
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad file
+        raise BatchInputError(f"{path}: not a readable Parquet file ({e})") from None
+    for n, record in enumerate(records, 1):
+        yield from _make_rows(dict(record), n, path, f"{path} row {n}", questions)
 
 
 def _make_rows(record: dict[str, Any], n: int, path: Path, where: str, questions: list[str]) -> Iterator[BatchRow]:
@@ -265,22 +281,25 @@ class BatchSummary:
 
 def run_batch(rows: list[BatchRow], answer: Callable[[BatchRow], dict[str, Any]], output: str | os.PathLike, *,
               resume: bool = False, overwrite: bool = False, concurrency: int = 2,
-              progress: bool = True) -> BatchSummary:
+              progress: bool = True, bulk: Callable[[list[BatchRow]], Iterable[dict[str, Any]]] | None = None
+              ) -> BatchSummary:
     """Answer every row not yet in ``output`` with ``answer(row) -> dict``, at most ``concurrency`` at a time.
 
     Rows are written as they finish (so the output order is completion order; every line has its ``id``). With a
     pipeline on the batching engine, ``concurrency`` rows in flight means: up to ``max_batch_size`` of them are
-    decoded together while the others run their experts. Raises :class:`BatchInputError` if another run holds
-    the output.
+    decoded together while the others run their experts. ``bulk``: instead of ``answer``, a function given all
+    rows still to do that yields their finished records in any order (``lav2 batch --ray``). Raises
+    :class:`BatchInputError` if another run holds the output.
     """
     out = Path(output)
     with OutputLock(out):
         return _run_locked(rows, answer, out, resume=resume, overwrite=overwrite, concurrency=concurrency,
-                           progress=progress)
+                           progress=progress, bulk=bulk)
 
 
-def _run_locked(rows: list[BatchRow], answer: Callable[[BatchRow], dict[str, Any]], out: Path, *, resume: bool,
-                overwrite: bool, concurrency: int, progress: bool) -> BatchSummary:
+def _run_locked(rows: list[BatchRow], answer: Callable[[BatchRow], dict[str, Any]] | None, out: Path, *,
+                resume: bool, overwrite: bool, concurrency: int, progress: bool,
+                bulk: Callable[[list[BatchRow]], Iterable[dict[str, Any]]] | None) -> BatchSummary:
     if out.exists() and out.stat().st_size > 0 and not (resume or overwrite):
         raise BatchInputError(f"{out} already exists: pass --resume to continue it or --overwrite to start over")
     if overwrite and not resume and out.exists():
@@ -301,6 +320,18 @@ def _run_locked(rows: list[BatchRow], answer: Callable[[BatchRow], dict[str, Any
     if not todo:
         return summary
     bar = _progress(len(rows), summary.skipped, progress)
+    if bulk is not None:
+        try:
+            with JsonlAppender(out) as sink:
+                for record in bulk(todo):
+                    sink.write(record)
+                    summary.written += 1
+                    summary.failed += record.get("error") is not None
+                    bar.update(1)
+        finally:
+            bar.close()
+        return summary
+    assert answer is not None, "run_batch needs answer or bulk"
     pool = cf.ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="lav2-batch")
     pending: set[cf.Future] = set()
     queue = iter(todo)

@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("batch", help="answer many (image, question) rows; resumable JSONL output",
-                       description="Input: a .jsonl (one {\"image\", \"question\"[, \"id\"]} per line) or .csv file "
+                       description="Input: a .jsonl (one {\"image\", \"question\"[, \"id\"]} per line), .csv or .parquet file "
                                    "(columns image, question[, id]), or a folder of images with --question. Output: "
                                    "one JSON line per row, written durably as rows finish; --resume skips rows "
                                    "already written (safe after a crash or kill -9).")
@@ -66,6 +66,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="process only shard I of N (rows I, I+N, I+2N, ... of the input; I counts from 0): run "
                         "N processes or machines with shards 0/N .. N-1/N and separate outputs to split an input")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g = p.add_argument_group("Ray (many machines; pip install 'llama-adapter-v2[ray]')")
+    g.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the rows on a Ray actor pool, one pipeline and model per actor: no ADDRESS = "
+                        "$RAY_ADDRESS or a new local instance; 'auto' = the cluster of this node; or "
+                        "ray://HOST:10001. Images must be reachable from every node")
+    g.add_argument("--ray-actors", type=int, default=1, metavar="N", help="actors (model copies; default 1)")
+    g.add_argument("--ray-cpus", type=float, default=1, metavar="C",
+                   help="CPUs Ray reserves per actor (default 1; torch then uses as many threads)")
+    g.add_argument("--ray-block", type=int, default=16, metavar="ROWS",
+                   help="rows sent to an actor at a time (default 16)")
     _pipeline_args(p)
     p.set_defaults(func=cmd_batch)
 
@@ -258,19 +268,21 @@ def cmd_batch(args: argparse.Namespace) -> int:
     output = args.output or f"{Path(args.input).name.rsplit('.', 1)[0] or 'batch'}.answers.jsonl"
     workers = args.expert_workers or os.cpu_count() or 2
     concurrency = args.concurrency or args.max_batch_size + 2 * workers
-    pipeline = build_pipeline(args, expert_workers=workers)
-    configure = getattr(pipeline.model, "configure_engine", None)
-    if configure is not None:
-        configure(max_batch_size=args.max_batch_size)
+    if args.ray is None:
+        pipeline = build_pipeline(args, expert_workers=workers)
+        configure = getattr(pipeline.model, "configure_engine", None)
+        if configure is not None:
+            configure(max_batch_size=args.max_batch_size)
 
     def answer(row: Any) -> dict[str, Any]:
         r = pipeline.invoke({"image": row.image, "question": row.question})
         return {"answer": r.answer, "experts": r.experts, "errors": r.errors, "router": r.router["chosen"],
                 "visual_prefix": r.visual_prefix, "timings": r.timings}
 
+    bulk = _ray_bulk(args, workers) if args.ray is not None else None
     try:
-        summary = run_batch(rows, answer, output, resume=args.resume, overwrite=args.overwrite,
-                            concurrency=concurrency, progress=not args.no_progress)
+        summary = run_batch(rows, None if bulk else answer, output, resume=args.resume, overwrite=args.overwrite,
+                            concurrency=concurrency, progress=not args.no_progress, bulk=bulk)
     except KeyboardInterrupt:
         print(f"lav2 batch: interrupted; finished rows are in {output}: rerun with --resume to continue",
               file=sys.stderr)
@@ -278,6 +290,27 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(f"{output}: {summary.written} row(s) written, {summary.skipped} already done, "
           f"{summary.failed} failed (see their 'error'), {summary.total} in the input", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _ray_bulk(args: argparse.Namespace, workers: int) -> Any:
+    """The rows go to a Ray actor pool (orchestrator.ray_batch); each actor builds the pipeline of these flags."""
+    from .batch import BatchInputError
+    from .ray_batch import ray_answers
+
+    if args.detection_weights:
+        raise BatchInputError("--detection-weights is not supported with --ray yet: set LAV2_DETECTION_WEIGHTS on "
+                              "every node instead")
+    pipeline = {"model": args.model, "adapter": args.adapter, "vision": args.vision, "device": args.device,
+                "dtype": args.dtype, "router": args.experts, "expert_timeout": args.expert_timeout,
+                "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "system": args.system,
+                "model_kwargs": None if args.weights == "auto" else {"weights": args.weights}}
+
+    def bulk(todo: list) -> Any:
+        return ray_answers(todo, address=None if args.ray == "local" else args.ray, num_actors=args.ray_actors,
+                           batch_size=args.ray_block, cpus_per_actor=args.ray_cpus,
+                           max_batch_size=args.max_batch_size, expert_workers=workers, **pipeline)
+
+    return bulk
 
 
 # ------------------------------------------------------------------------------------------------ eval

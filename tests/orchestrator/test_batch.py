@@ -234,3 +234,18 @@ def test_cli_shards_split_an_input_and_batch_equals_one_at_a_time(tmp_path):
     assert Counter(r["id"] for r in merged) == Counter({f"row-{i}": 1 for i in range(1, n + 1)})
     alone = {json.loads(line)["id"]: json.loads(line)["answer"] for line in single.read_text().splitlines()}
     assert {r["id"]: r["answer"] for r in merged} == alone  # batched (default) answers = one at a time
+
+
+def test_read_rows_parquet(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    make_image(0).save(tmp_path / "a.png")
+    pq.write_table(pa.table({"id": ["x", "y"], "image": ["a.png", "a.png"], "question": ["q1", "q2"]}),
+                   tmp_path / "in.parquet")
+    rows = read_rows(tmp_path / "in.parquet")
+    assert [(r.id, r.question, r.image) for r in rows] == [("x", "q1", str(tmp_path / "a.png")),
+                                                             ("y", "q2", str(tmp_path / "a.png"))]
+    (tmp_path / "bad.parquet").write_text("nope")
+    with pytest.raises(BatchInputError, match="not a readable Parquet"):
+        read_rows(tmp_path / "bad.parquet")

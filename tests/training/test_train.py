@@ -244,19 +244,34 @@ def test_gradient_checkpointing_gives_the_same_step(tiny_cfg):
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def _step_grads(cfg, steps: int = 2) -> tuple[list[float], list[dict[str, torch.Tensor]], dict]:
+    """Train ``steps`` steps; the losses, every optimizer step's gradients (as the optimizer sees them), params."""
+    seen: list[dict[str, torch.Tensor]] = []
+    with Trainer(cfg) as t:
+        names = {id(p): n for n, p in t.trainable.items()}
+        for st in t.streams.values():
+            st.optimizer.register_step_pre_hook(lambda opt, *_: seen.append(
+                {names[id(p)]: p.grad.clone() for g in opt.param_groups for p in g["params"] if p.grad is not None}))
+        losses = [t.train_step()["loss"] for _ in range(steps)]
+        return losses, seen, {n: p.detach().clone() for n, p in t.trainable.items()}
+
+
 def test_grad_accumulation_equals_a_bigger_micro_batch(tiny_cfg):
-    a = run(tiny_cfg("train.steps=2", "train.micro_batch=4", "train.grad_accum=1", out="mb4"))
-    b = run(tiny_cfg("train.steps=2", "train.micro_batch=2", "train.grad_accum=2", out="mb2x2"))
+    la, ga, pa = _step_grads(tiny_cfg("train.steps=2", "train.micro_batch=4", "train.grad_accum=1", out="mb4"))
+    lb, gb, pb = _step_grads(tiny_cfg("train.steps=2", "train.micro_batch=2", "train.grad_accum=2", out="mb2x2"))
     # the same rows per step (2 micro-batches of 2 = the first 4 rows of the epoch's permutation)
-    la = [h["loss"] for h in a.history if h["kind"] == "train"]
-    lb = [h["loss"] for h in b.history if h["kind"] == "train"]
     assert la == pytest.approx(lb, abs=1e-6)
-    pa, pb = load_adapter_file(a.adapter).state, load_adapter_file(b.adapter).state
-    # wk.bias shifts every score of a query by the same amount, which softmax ignores: its true gradient is 0, so
-    # its Adam step is normalised rounding noise and differs between summation orders (1.04e-6 seen with AVX-512)
+    # the claim itself: the accumulated gradient is the big micro-batch's gradient (measured 1.5e-8 apart)
+    assert len(ga) == len(gb) == 2
+    for a, b in zip(ga, gb):
+        assert a.keys() == b.keys()
+        assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-7
+    # after Adam, parameters agree to rounding: Adam divides by the gradient's own magnitude, so elements with
+    # tiny gradients amplify summation-order noise (1.07e-6 seen on w2.scale with AVX-512); wk.bias, whose true
+    # gradient is exactly 0, is pure noise and is left out
     exact = [k for k in pa if not k.endswith("attention.wk.bias")]
     assert len(exact) < len(pa)
-    assert max((pa[k] - pb[k]).abs().max().item() for k in exact) <= 1e-6
+    assert max((pa[k] - pb[k]).abs().max().item() for k in exact) <= 1e-5
 
 
 def test_module_entry_trains_and_resumes(synth, tmp_path, capsys):

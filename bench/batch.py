@@ -1,0 +1,240 @@
+"""Continuous batching measured side by side in one run, on the offline default (SmolLM2-135M, packed GGUF).
+
+1. **Decode throughput at batch 1/2/4/8/16** through the engine: B identical requests at once, tokens/s summed over
+   the batch, as (B x (N - 1)) / (t(N new tokens) - t(1 new token)) so prefill cancels out; median of --reps
+   interleaved repetitions.
+2. **`lav2 batch` over --docs rendered documents** (receipts, signs, forms; OCR + a short answer) with
+   ``--max-batch-size 1`` vs the default, the same pipeline code (experts run ahead in both), rows/min of the run
+   (model loaded before the clock starts, expert cache off); checks that the greedy answers are identical.
+3. **--arrivals requests arriving at random times** (exponential gaps, mean --gap seconds): p50/p95 latency from
+   arrival to answer with the engine (batch 8) vs one request at a time (batch 1), same arrival schedule.
+
+    python bench/batch.py [--reps 3] [--docs 64] [--arrivals 16] [--threads N] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PROMPT = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+          "<|im_start|>user\nWrite a short story about a red bus that drives through a rainy city at night, "
+          "and the people who ride it.<|im_end|>\n<|im_start|>assistant\n")
+QUESTIONS = ["Tell me one fact about the moon.", "What is 12 plus 30?", "Name a colour of the rainbow.",
+             "What is the capital of Italy?", "Write a greeting for a birthday card.", "How many legs has a spider?",
+             "Give me a word that rhymes with cat.", "What do bees make?"]
+
+
+def decode_throughput(model, sizes: list[int], new_tokens: int, reps: int) -> dict[int, float]:
+    ids = model._prompt_ids([PROMPT])[0]
+
+    def run(b: int, n: int) -> float:
+        model.configure_engine(max_batch_size=b)
+        engine = model.engine
+        t0 = time.perf_counter()
+        handles = [engine.submit(ids, max_new_tokens=n, ignore_eos=True) for _ in range(b)]
+        for h in handles:
+            assert h.result().completion_tokens == n
+        return time.perf_counter() - t0
+
+    for b in sizes:  # warm-up: kernels, cache widths
+        run(b, 2)
+    samples: dict[int, list[float]] = {b: [] for b in sizes}
+    for _ in range(reps):
+        for b in sizes:
+            dt = run(b, new_tokens) - run(b, 1)
+            samples[b].append(b * (new_tokens - 1) / dt)
+    return {b: statistics.median(v) for b, v in samples.items()}
+
+
+def render_documents(out: Path, n: int, seed: int = 0) -> Path:
+    """``n`` documents with one question each whose answer is printed on them; returns the JSONL input."""
+    spec = importlib.util.spec_from_file_location("render_examples", REPO / "examples" / "render_examples.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    rng = random.Random(seed)
+    shops = ["NORTH STAR DELI", "BLUE DOOR CAFE", "PINE HILL PHARMACY", "RIVERSIDE BOOKS", "OAK TREE MARKET"]
+    goods = ["Bread", "Milk", "Coffee", "Notebook", "Soap", "Apples", "Tea", "Pens", "Rice", "Cheese"]
+    names = ["Maria Lopez", "Ken Ito", "Sara Novak", "Omar Haddad", "Lena Berg", "Paul Dupont"]
+    cities = ["Porto", "Graz", "Leeds", "Turin", "Bergen", "Lille"]
+    rows = []
+    for i in range(n):
+        path = out / f"doc_{i:03d}.png"
+        kind = i % 3
+        if kind == 0:
+            items = [(g, f"{rng.randint(1, 20)}.{rng.randint(0, 99):02d}") for g in rng.sample(goods, 3)]
+            total = f"{sum(float(p) for _, p in items):.2f}"
+            render.render_receipt({"shop": rng.choice(shops), "address": f"{rng.randint(1, 99)} Station Road",
+                                   "date": f"2024-0{rng.randint(1, 9)}-1{rng.randint(0, 9)} 1{rng.randint(0, 9)}:30",
+                                   "items": items, "total": total}, path)
+            rows.append({"id": f"doc{i}", "image": path.name, "question": "What is the total on this receipt?",
+                         "answers": [total]})
+        elif kind == 1:
+            number = str(rng.randint(2, 40))
+            render.render_sign([f"PLATFORM {number}", f"Trains to {rng.choice(cities)}"], path)
+            rows.append({"id": f"doc{i}", "image": path.name, "question": "Which platform number is on the sign?",
+                         "answers": [number]})
+        else:
+            name, city = rng.choice(names), rng.choice(cities)
+            render.render_form([("Name", name), ("Member ID", str(rng.randint(10000, 99999))), ("City", city)], path)
+            rows.append({"id": f"doc{i}", "image": path.name, "question": "Which city is written on the form?",
+                         "answers": [city]})
+    inp = out / "docs.jsonl"
+    inp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return inp
+
+
+def batch_rows_per_minute(model, inp: Path, sizes: list[int], reps: int, workers: int) -> dict[int, dict]:
+    from orchestrator.batch import read_rows, run_batch
+    from orchestrator.experts import default_pipeline_experts
+    from orchestrator.pipeline import VisualQAPipeline
+
+    rows = read_rows(inp)
+    truth = {r.id: r.extra.get("answers", []) for r in rows}
+    out: dict[int, dict] = {b: {"rpm": [], "answers": None} for b in sizes}
+    for rep in range(reps):
+        for b in sizes:
+            pipeline = VisualQAPipeline(model, experts=default_pipeline_experts(), cache_experts=False,
+                                        expert_workers=workers)
+            model.configure_engine(max_batch_size=b)
+            answers: dict[str, str] = {}
+
+            def answer(row):
+                r = pipeline.invoke({"image": row.image, "question": row.question})
+                answers[row.id] = r.answer
+                return {"answer": r.answer}
+
+            target = Path(tempfile.mkdtemp()) / "answers.jsonl"
+            t0 = time.perf_counter()
+            run_batch(rows, answer, target, concurrency=b + 2 * workers, progress=False)
+            dt = time.perf_counter() - t0
+            out[b]["rpm"].append(60 * len(rows) / dt)
+            out[b]["answers"] = answers
+            correct = sum(any(a.lower() in (answers[i] or "").lower() for a in truth[i]) for i in truth)
+            out[b]["correct"] = correct
+            print(f"  rep {rep + 1}: --max-batch-size {b:>2}: {60 * len(rows) / dt:6.1f} rows/min "
+                  f"({dt:.1f}s, {correct}/{len(rows)} correct)", flush=True)
+    return out
+
+
+def arrival_latencies(model, n: int, gap: float, batch: int, seed: int) -> list[float]:
+    from prompts import get_style
+
+    style = get_style(model.prompt_style)
+    rng = random.Random(seed)
+    arrivals = list(itertools_accumulate(rng.expovariate(1 / gap) for _ in range(n)))
+    model.configure_engine(max_batch_size=batch)
+    engine = model.engine
+    latencies = [0.0] * n
+    t0 = time.perf_counter()
+
+    def client(i: int) -> None:
+        delay = arrivals[i] - (time.perf_counter() - t0)
+        if delay > 0:
+            time.sleep(delay)
+        start = time.perf_counter()
+        engine.submit(style.format(QUESTIONS[i % len(QUESTIONS)]), max_new_tokens=32,
+                      stop=list(style.stop)).result()
+        latencies[i] = time.perf_counter() - start
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return latencies
+
+
+def itertools_accumulate(values):
+    total = 0.0
+    for v in values:
+        total += v
+        yield total
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (median; default 3)")
+    ap.add_argument("--new-tokens", type=int, default=64, help="decode tokens per request in part 1 (default 64)")
+    ap.add_argument("--docs", type=int, default=64, help="rendered documents in part 2 (default 64)")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="the batched setting of parts 2 and 3 (default: lav2 batch's default)")
+    ap.add_argument("--arrivals", type=int, default=16, help="requests in part 3 (default 16)")
+    ap.add_argument("--gap", type=float, default=0.25, help="mean seconds between arrivals in part 3")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    ap.add_argument("--expert-workers", type=int, default=None, help="rows running experts at once (default: cores)")
+    ap.add_argument("--quick", action="store_true", help="1 rep, 16 docs, 8 arrivals (a smoke run)")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: decode,batch,arrivals")
+    args = ap.parse_args()
+    if args.quick:
+        args.reps, args.docs, args.arrivals = 1, 16, 8
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from core_model import load_model
+    from orchestrator.commands import DEFAULT_BATCH_SIZE
+
+    big = args.batch_size or DEFAULT_BATCH_SIZE
+    workers = args.expert_workers or os.cpu_count() or 2
+    skip = set(filter(None, args.skip.split(",")))
+    print(f"# bench/batch.py — {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}")
+    model = load_model("smollm2-135m", device="cpu", dtype="float32")
+    print(f"model: {model.describe()['base']} ({model.describe()['weights']})")
+
+    if "decode" not in skip:
+        sizes = [1, 2, 4, 8, 16]
+        tput = decode_throughput(model, sizes, args.new_tokens, args.reps)
+        print("\n## 1. decode tokens/s (summed over the batch), engine, median of", args.reps)
+        print("| batch | tok/s | vs batch 1 |\n|---:|---:|---:|")
+        for b in sizes:
+            print(f"| {b} | {tput[b]:.0f} | {tput[b] / tput[1]:.2f}x |")
+
+    if "batch" not in skip:
+        with tempfile.TemporaryDirectory() as tmp:
+            inp = render_documents(Path(tmp), args.docs)
+            print(f"\n## 2. lav2 batch over {args.docs} rendered documents (OCR + short answer), {workers} expert "
+                  f"workers", flush=True)
+            res = batch_rows_per_minute(model, inp, [1, big], args.reps, workers)
+        one, many = statistics.median(res[1]["rpm"]), statistics.median(res[big]["rpm"])
+        same = res[1]["answers"] == res[big]["answers"]
+        print(f"| --max-batch-size | rows/min (median) | correct |\n|---:|---:|---:|")
+        print(f"| 1 | {one:.1f} | {res[1]['correct']}/{args.docs} |")
+        print(f"| {big} | {many:.1f} | {res[big]['correct']}/{args.docs} |")
+        print(f"ratio: {many / one:.2f}x rows/min; answers identical: {same}")
+
+    if "arrivals" not in skip:
+        print(f"\n## 3. {args.arrivals} requests at random times (mean gap {args.gap}s), latency arrival -> answer")
+        rows = []
+        for rep in range(args.reps):
+            for b in (1, big):
+                lat = arrival_latencies(model, args.arrivals, args.gap, b, seed=rep)
+                rows.append((b, pct(lat, 0.5), pct(lat, 0.95)))
+        print("| engine batch | p50 s | p95 s |\n|---:|---:|---:|")
+        for b in (1, big):
+            p50 = statistics.median(r[1] for r in rows if r[0] == b)
+            p95 = statistics.median(r[2] for r in rows if r[0] == b)
+            print(f"| {b}{' (serial)' if b == 1 else ''} | {p50:.2f} | {p95:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
