@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml Makefile
 	command -v tesseract >/dev/null || (apt-get update -qq && apt-get install -y -qq tesseract-ocr)
 	# a C compiler for the packed-GGUF kernels (core_model/kernels, built once on first use)
 	command -v cc >/dev/null || (apt-get update -qq && apt-get install -y -qq gcc)
+	# headless Chromium + its driver for the web page's browser test (selenium's own driver download fails offline)
+	(command -v chromium >/dev/null && command -v chromedriver >/dev/null) || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -126,7 +126,8 @@ def _optional(module: str, name: str) -> Callable[[argparse._SubParsersAction], 
 
 
 REGISTRARS: list[tuple[str, str]] = [
-    ("orchestrator.commands", "add_parsers"),  # ask, chat, batch, eval, serve
+    ("orchestrator.commands", "add_parsers"),  # ask, chat, batch, eval
+    ("orchestrator.serve.cli", "add_serve_parser"),  # serve (FastAPI/uvicorn imported only when it runs)
     ("tools.cli", "add_tools_parser"),
     ("tools.cli", "add_index_parser"),
     ("training.cli", "add_train_parser"),
