@@ -25,6 +25,7 @@ with staggered arrivals, cancellation and failing requests).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import itertools
 import logging
@@ -353,6 +354,7 @@ class Engine:
     def _ensure_thread(self) -> None:  # holds self._cond
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._loop, name="lav2-engine", daemon=True)
+            _LIVE_ENGINES.add(self)
             self._thread.start()
 
     def _loop(self) -> None:
@@ -637,6 +639,26 @@ class Engine:
         for job in calls:
             job.error = exc
             job.event.set()
+
+
+#: engines whose loop thread runs; stopped at interpreter exit (see _stop_engines_at_exit)
+_LIVE_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_engines_at_exit() -> None:
+    """Stop every engine loop before the interpreter finalizes.
+
+    The loop is a daemon thread so it never keeps a process alive, but a daemon thread that is still freeing a
+    tensor when finalization starts is killed inside torch's C++ deallocator (``pthread_exit`` unwinding through a
+    ``noexcept`` frame: "terminate called without an active exception", exit status 134 — seen about once in six
+    ``lav2 ask`` runs). Closing lets the current step finish and the thread return first.
+    """
+    for engine in list(_LIVE_ENGINES):
+        try:
+            engine.close(timeout=10.0)
+        except Exception:  # noqa: BLE001 - exit must go on
+            log.debug("engine close at exit failed", exc_info=True)
 
 
 class _SlotView:
