@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "numpy", "transformers", "langchain", "langchain_core", "langsmith", "ultralytics", "open_clip",
-         "timm", "torchvision", "pytesseract", "PIL", "tokenizers", "safetensors", "gguf", "llama_cpp", "ray")
+         "timm", "torchvision", "pytesseract", "PIL", "tokenizers", "safetensors", "gguf", "llama_cpp", "ray",
+         "pandas", "pyarrow")
 
 
 def imported_by(argv: list[str], env: dict | None = None) -> tuple[set[str], subprocess.CompletedProcess]:
@@ -48,5 +49,5 @@ def test_ask_imports_only_what_answering_needs(tmp_path):
     assert json.loads(res.stdout)["answer"]
     assert {"torch", "langchain_core"} <= mods  # the model and the pipeline (a LangChain Runnable)
     unwanted = mods & {"transformers", "langchain", "ultralytics", "open_clip", "timm", "torchvision", "llama_cpp",
-                       "ray"}
+                       "ray", "pandas", "pyarrow"}  # pandas: pytesseract imports it if installed (Ray brings it)
     assert not unwanted, f"lav2 ask (OCR question) imported {sorted(unwanted)}"
