@@ -67,12 +67,17 @@ class EngineConfig:
         ``None``: ``max_batch_size`` x 2048, at least the model's context.
     max_queue: requests waiting for a slot; :meth:`Engine.submit` raises :class:`QueueFullError` beyond it.
     prefill_chunk: prompt tokens prefilled per loop iteration between two decode steps.
+    prefix_cache_tokens: keys/values of up to this many prompt tokens are kept, in blocks of
+        :data:`PREFIX_BLOCK` tokens, so a request whose prompt starts like an earlier one (a system prompt, a
+        template, a shared context) skips that part of its prefill. Text-only requests (an image changes every
+        layer's keys); 0 turns it off.
     """
 
     max_batch_size: int = 8
     max_tokens_in_flight: int | None = None
     max_queue: int = 1024
     prefill_chunk: int = 256
+    prefix_cache_tokens: int = 1024
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_queue", "prefill_chunk"):
@@ -80,6 +85,53 @@ class EngineConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_tokens_in_flight is not None and self.max_tokens_in_flight < 1:
             raise ConfigError(f"max_tokens_in_flight must be >= 1, got {self.max_tokens_in_flight}")
+        if self.prefix_cache_tokens < 0:
+            raise ConfigError(f"prefix_cache_tokens must be >= 0, got {self.prefix_cache_tokens}")
+
+
+#: tokens per prefix-cache block: a prompt's prefix is reused in whole blocks
+PREFIX_BLOCK = 16
+
+
+class _PrefixCache:
+    """Keys/values of prompt prefixes, in blocks, shared by requests whose prompts start alike (LRU).
+
+    A block is keyed by the hash chain of every token before and in it, so a hit means the whole prefix is the
+    same; and by the model's parameter versions, so keys computed before an adapter changed (training samples,
+    ``apply_adapter_state``) are never reused. Values: (n_layers, 2, kv_heads, PREFIX_BLOCK, head_dim).
+    Reused keys equal recomputed ones up to float summation order.
+    """
+
+    def __init__(self, capacity_tokens: int):
+        self.capacity = capacity_tokens // PREFIX_BLOCK
+        self.blocks: collections.OrderedDict[tuple, torch.Tensor] = collections.OrderedDict()
+
+    @staticmethod
+    def keys(ids: Sequence[int], n_blocks: int, version: int) -> list[tuple]:
+        out, h = [], hash(("lav2-prefix", version))
+        for b in range(n_blocks):
+            block = tuple(ids[b * PREFIX_BLOCK:(b + 1) * PREFIX_BLOCK])
+            h = hash((h, block))
+            out.append((version, h, block))  # the block's own tokens compared exactly, the ones before by hash
+        return out
+
+    def lookup(self, keys: list[tuple]) -> list[torch.Tensor]:
+        found = []
+        for key in keys:
+            block = self.blocks.get(key)
+            if block is None:
+                break
+            self.blocks.move_to_end(key)
+            found.append(block)
+        return found
+
+    def insert(self, key: tuple, block: torch.Tensor) -> None:
+        if self.capacity <= 0:
+            return
+        self.blocks[key] = block
+        self.blocks.move_to_end(key)
+        while len(self.blocks) > self.capacity:
+            self.blocks.popitem(last=False)
 
 
 # ------------------------------------------------------------------------------------------------ handles
@@ -260,6 +312,7 @@ class Engine:
         self._pk: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
         self._views: dict[tuple[int, int, bool], list[LayerCache]] = {}
         self._fast: Any = None  # the C decode step over the slot buffers (core_model/fastpath.py), or False
+        self._prefix = _PrefixCache(self.config.prefix_cache_tokens)
         self.counters = collections.Counter()
 
     # -- public ---------------------------------------------------------------------------------------------
@@ -437,6 +490,37 @@ class Engine:
                 else:  # no image: zero visual values add exactly nothing to this row's attention output
                     bk[req.slot].zero_()
                     bv[req.slot].zero_()
+        self._reuse_prefix(req)
+
+    # -- prefix cache ---------------------------------------------------------------------------------------
+    def _prefix_keys(self, req: _Request, n_tokens: int) -> list[tuple]:
+        if self._prefix.capacity <= 0 or req.visual is not None:
+            return []
+        version = sum(p._version for p in self.llm.parameters())
+        return _PrefixCache.keys(req.ids, n_tokens // PREFIX_BLOCK, version)
+
+    def _reuse_prefix(self, req: _Request) -> None:
+        """Copy the cached keys/values of the request's longest known prefix into its slot (at least its last
+        prompt token is always computed: its logits give the first new token)."""
+        blocks = self._prefix.lookup(self._prefix_keys(req, len(req.ids) - 1))
+        for b, block in enumerate(blocks):
+            cols = slice(b * PREFIX_BLOCK, (b + 1) * PREFIX_BLOCK)
+            for layer, (k, v) in enumerate(zip(self._k, self._v)):
+                k[req.slot, :, cols] = block[layer, 0]
+                v[req.slot, :, cols] = block[layer, 1]
+        req.filled = len(blocks) * PREFIX_BLOCK
+        self.counters["prefix_hit_tokens"] += req.filled
+
+    def _remember_prefix(self, req: _Request) -> None:
+        """After a prefill: keep the prompt's whole blocks for later requests."""
+        keys = self._prefix_keys(req, len(req.ids))
+        for b, key in enumerate(keys):
+            if key in self._prefix.blocks:
+                self._prefix.blocks.move_to_end(key)
+                continue
+            cols = slice(b * PREFIX_BLOCK, (b + 1) * PREFIX_BLOCK)
+            self._prefix.insert(key, torch.stack([torch.stack([k[req.slot, :, cols], v[req.slot, :, cols]])
+                                                  for k, v in zip(self._k, self._v)]))
 
     def _prefill(self) -> None:
         budget = self.config.prefill_chunk
@@ -453,6 +537,7 @@ class Engine:
                 continue
             budget -= n
             if req.prefilled:  # it sits right after the decoding rows, so it simply becomes one of them
+                self._remember_prefix(req)
                 self._emit(req, int(sample(logits, req.params, req.generator)[0]))
 
     def _forward_slot(self, req: _Request, n: int) -> torch.Tensor:

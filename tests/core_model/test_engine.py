@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 import time
@@ -308,3 +309,39 @@ def test_the_process_exits_cleanly_while_the_engine_is_generating():
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stderr[-1000:]
         assert "terminate called" not in res.stderr
+
+
+def test_a_shared_prompt_prefix_is_prefilled_once_and_changes_nothing(adapted):
+    engine = Engine(adapted, EngineConfig(max_batch_size=4))
+    system = "You are a careful assistant. Answer in one short sentence, using the context given. "
+    first, second = system + "What is two plus two?", system + "Name a colour."
+    expected = [reference(adapted, t, 12) for t in (first, second)]
+    assert engine.submit(first, max_new_tokens=12).result(timeout=60).token_ids == expected[0]
+    assert engine.counters["prefix_hit_tokens"] == 0
+    assert engine.submit(second, max_new_tokens=12).result(timeout=60).token_ids == expected[1]
+    shared = len(os.path.commonprefix([adapted._prompt_ids([first])[0], adapted._prompt_ids([second])[0]]))
+    assert engine.counters["prefix_hit_tokens"] == shared // 16 * 16 > 0
+    # the whole prompt again: every whole block but the one holding the last token is reused
+    assert engine.submit(first, max_new_tokens=12).result(timeout=60).token_ids == expected[0]
+    # an adapter that changed (training, apply_adapter_state) never sees keys computed before the change
+    hits = engine.counters["prefix_hit_tokens"]
+    gate = next(p for n, p in adapted.llm.named_parameters() if n.endswith("attention.gate"))
+    with torch.no_grad():
+        gate.add_(0.5)
+    try:
+        changed = reference(adapted, first, 12)
+        assert engine.submit(first, max_new_tokens=12).result(timeout=60).token_ids == changed
+        assert engine.counters["prefix_hit_tokens"] == hits  # no hit
+    finally:
+        with torch.no_grad():
+            gate.sub_(0.5)
+    # requests with an image are never served from the cache (the image changes every layer's keys)
+    hits = engine.counters["prefix_hit_tokens"]
+    engine.submit(first, max_new_tokens=4, visual=visual_for(adapted, 0)).result(timeout=60)
+    assert engine.counters["prefix_hit_tokens"] == hits
+    engine.close()
+    off = Engine(adapted, EngineConfig(prefix_cache_tokens=0))
+    for _ in range(2):
+        off.submit(first, max_new_tokens=4).result(timeout=60)
+    assert off.counters["prefix_hit_tokens"] == 0
+    off.close()
