@@ -31,7 +31,11 @@ POLICIES = ("auto", "all", "none", "model")
 AUTO_RULES: list[tuple[str, str, str]] = [
     ("ocr", r"\b(text|read|reads|say|says|said|written|write|writing|word|words|letter|letters|spell|sign|label|"
             r"title|name|named|number|price|prices|cost|costs|total|amount|pay|paid|receipt|bill|invoice|menu|"
-            r"brand|logo|address|phone|email|date|time|form|document|page|how much|code|id)\b|\$|€|£",
+            r"brand|logo|address|phone|email|date|time|form|document|page|how much|code|id|"
+            # what a printed document names: a question about a cover, ticket or card asks what is printed on it
+            # (search may add to OCR, never replace it: "Who wrote this book?" is answered by the cover)
+            r"wrote|author|authors|authored|book|cover|publisher|published|edition|headline|poster|ticket|"
+            r"seat|gate|flight|platform|card|expiry|expires|due)\b|\$|€|£",
      "the answer may be printed in the image"),
     ("detection", r"\b(how many|count|counting|number of|where|is there|are there|any|locate|located|position|"
                   r"left|right|people|persons?|person|objects?|cars?|dogs?|cats?|animals?|find)\b",

@@ -47,6 +47,12 @@ def test_all_none_explicit():
     ("Describe the scene.", {"caption"}),
     ("Who founded this company?", {"local_search", "web_search"}),
     ("Hmm?", {"ocr", "caption"}),  # nothing matched: a general look at the image
+    # what is printed on a cover, ticket or card: OCR always, search may add to it (issue 13: "Who wrote this
+    # book?" went to search alone and the model invented an author)
+    ("Who wrote this book?", {"ocr", "local_search", "web_search"}),
+    ("Who is the author?", {"ocr", "local_search", "web_search"}),
+    ("What seat is on the ticket?", {"ocr"}),
+    ("When does the flight leave?", {"ocr", "local_search", "web_search"}),
 ])
 def test_auto_rules(question, expected):
     assert set(chosen("auto", question)) == expected
