@@ -29,3 +29,22 @@ def test_model_router_runs_on_smollm2(smollm2):
     assert set(decision.scores) == {e.name for e in experts}
     assert all(0.0 < p < 1.0 for p in decision.scores.values())
     assert set(decision.chosen) == {n for n, p in decision.scores.items() if p > 0.5}
+
+
+@pytest.mark.parametrize("question, expected", [
+    ("What is the capital of France?", "Paris"),   # a capital
+    ("What is 2 + 3?", "5"),                        # simple arithmetic
+    ("Write the number twelve in digits.", "12"),  # a short instruction
+])
+def test_plain_chat_sanity_through_the_default_pipeline(smollm2, question, expected):
+    """Plain chat sanity (issue 13): with the default experts and no image, a chat question runs no image expert
+    (search may look a fact up) and the answer is right. A grounding lever (routing, extraction, a reader adapter)
+    that drags plain questions to the image experts or breaks the model's own knowledge fails here."""
+    import re
+
+    from orchestrator.experts import default_pipeline_experts
+    from orchestrator.pipeline import VisualQAPipeline
+
+    result = VisualQAPipeline(smollm2, experts=default_pipeline_experts()).invoke({"question": question})
+    assert not {"ocr", "detection", "caption"} & set(result.router["chosen"]), result.router
+    assert re.search(rf"\b{re.escape(expected)}\b", result.answer), result.answer
