@@ -300,6 +300,63 @@ class AdapterV2Model:
 
         return self.engine.call(forward)
 
+    @torch.inference_mode()
+    def continuation_logprobs(self, prompt: str, continuations: Sequence[str], image: Any | None = None,
+                              *, max_batch: int = 64) -> list[list[float]]:
+        """Per-token log-probabilities of each continuation after one prompt: ``[[logp(tok) ...] ...]``.
+
+        The prompt is prefilled once; all continuations then run as one batch on that shared prefix (its keys and
+        values are copied to every row), ``max_batch`` rows at a time. Equal, up to float rounding, to scoring
+        ``prompt + continuation`` one by one. Continuations are tokenised as plain text (special-token parsing
+        off) after the prompt's tokens, so what is scored is exactly the text given. Runs on the engine thread
+        between decode steps. An empty continuation scores ``[]``.
+        """
+        from .model import KVCache
+
+        prompt_ids = self._prompt_ids([prompt])[0]
+        if not prompt_ids:
+            raise ConfigError("continuation_logprobs needs a non-empty prompt")
+        conts = [list(self.tokenizer.encode(c, bos=False, parse_special=False)) if c else [] for c in continuations]
+        width = max((len(c) for c in conts), default=0)
+        limit = self.config.max_seq_len
+        if len(prompt_ids) + width > limit:
+            from .errors import ContextLengthError
+
+            raise ContextLengthError(f"prompt ({len(prompt_ids)} tokens) + longest continuation ({width}) exceed the "
+                                     f"model's context of {limit} tokens")
+        visual = self._visual([image], 1) if image is not None else None
+        P = len(prompt_ids)
+
+        def forward() -> list[list[float]]:
+            dev = self.device
+            cache = KVCache(self.config, 1, P + max(width, 1), dev, self.dtype)
+            tokens = torch.tensor([prompt_ids], dtype=torch.long, device=dev)
+            first = torch.log_softmax(self.llm(tokens, visual, cache=cache, last_only=True)[0, -1].float(), dim=-1)
+            out: list[list[float]] = [[] for _ in conts]
+            todo = [i for i, c in enumerate(conts) if c]
+            for lo in range(0, len(todo), max_batch):
+                rows = todo[lo:lo + max_batch]
+                n, L = len(rows), max(len(conts[i]) for i in rows)
+                batch_cache = KVCache(self.config, n, P + L, dev, self.dtype)
+                for src, dst in zip(cache.layers, batch_cache.layers):
+                    dst.k[:, :, :P] = src.k[:, :, :P]
+                    dst.v[:, :, :P] = src.v[:, :, :P]
+                    dst.prompt_kv = {key: (k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1))
+                                     for key, (k, v) in src.prompt_kv.items()}
+                ids = torch.full((n, L), self.tokenizer.pad_id, dtype=torch.long)
+                for r, i in enumerate(rows):  # right-padded: causal attention keeps the padding out of the real tokens
+                    ids[r, :len(conts[i])] = torch.tensor(conts[i], dtype=torch.long)
+                ids = ids.to(dev)
+                logp = torch.log_softmax(self.llm(ids, visual, start=P, cache=batch_cache).float(), dim=-1)
+                for r, i in enumerate(rows):
+                    c = conts[i]
+                    scores = [float(first[c[0]])]
+                    scores += [float(logp[r, j - 1, c[j]]) for j in range(1, len(c))]
+                    out[i] = scores
+            return out
+
+        return self.engine.call(forward)
+
     # -- adapters -----------------------------------------------------------------------------------------
     def adapter_checkpoint(self) -> AdapterCheckpoint:
         state = adapter_state(self.llm)

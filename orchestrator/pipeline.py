@@ -102,6 +102,15 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         expert_workers: at most this many calls run their experts at once (None: no limit). Concurrent calls
             (``batch``, a server, ``lav2 batch``) then keep expert processes such as Tesseract from crowding out
             the model: later calls wait for their turn while earlier ones generate.
+        answer_mode: ``"auto"`` (default), ``"extract"`` or ``"generate"`` — also per call as the input key
+            ``answer_mode``. ``generate``: the model writes the answer from the context. ``extract``: the answer
+            is the span of the text experts' output (``extract_from``) that best answers the question — chosen by
+            the labels printed next to it and by the model's own log-probabilities, all candidates scored in one
+            batched forward (:mod:`orchestrator.extract`); generation only when no expert read any text.
+            ``auto``: extract for short factual questions (an amount, a date, a time, a code or number, a name, an
+            e-mail, a phone number) when a candidate of that kind was read, generate otherwise (open questions,
+            plain chat, counting with the detector). ``result.extraction`` shows the candidates and scores.
+        extract_from: names of the experts whose text answers are extracted from (default: ``("ocr",)``).
     """
 
     def __init__(self, model: Any = None, *, adapter: Any = None, vision: Any = None, device: str = "auto",
@@ -111,7 +120,8 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
                  system: str | None = None, prompt_style: str | None = None, labels: Mapping[str, str] | None = None,
                  max_chars_per_expert: int = 600, max_context_chars: int = 2000, cache_experts: bool = True,
                  on_missing_vision: str = "warn", model_kwargs: Mapping[str, Any] | None = None,
-                 expert_workers: int | None = None):
+                 expert_workers: int | None = None, answer_mode: str = "auto",
+                 extract_from: Sequence[str] = ("ocr",)):
         if model is not None and not isinstance(model, str) and not is_model_object(model) \
                 and hasattr(model, "llama_model"):
             model = model.llama_model  # a ChatLlamaAdapterV2 / LlamaAdapterV2LLM: share its model
@@ -134,6 +144,8 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         self.on_missing_vision = on_missing_vision
         if expert_workers is not None and expert_workers < 1:
             raise ValueError(f"expert_workers must be >= 1 or None, got {expert_workers}")
+        self.answer_mode = _check_answer_mode(answer_mode)
+        self.extract_from = tuple(extract_from)
         self._expert_slots = threading.BoundedSemaphore(expert_workers) if expert_workers else None
         self._cache: OrderedDict[tuple, Any] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -198,6 +210,8 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
     def _run(self, input: Any, *, stream: bool) -> Iterator[VQAResult]:
         t0 = time.perf_counter()
         image_src, question, policy, history = _parse_input(input)
+        mode = _check_answer_mode(input.get("answer_mode") or self.answer_mode) if isinstance(input, Mapping) \
+            else self.answer_mode
         model, loading = self._model, None
         if model is None and (self.router.policy if policy is None else parse_policy(policy)) != "model":
             # only 'model' routing needs the language model before the experts: otherwise the first call loads
@@ -240,7 +254,14 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
             errors={n: o["error"] for n, o in outcomes.items() if o["error"] is not None},
             router=decision.to_dict(), context=context, visual_prefix=visual, model=self.describe_model())
         gen = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "stop": stop}
-        if stream:
+        extraction = self._extraction(mode, question, contributed, prompt, image, model)
+        t_extracted = time.perf_counter()
+        if extraction is not None:
+            yield VQAResult(extraction=extraction.to_dict())
+        if extraction is not None and extraction.answer is not None:
+            yield VQAResult(answer=extraction.answer, answer_mode="extract")
+            usage = {"prompt_tokens": count_prompt_tokens(model, prompt), "completion_tokens": 0}
+        elif stream:
             answer, first = "", True
             pieces = Captured(model.stream(prompt, image=image, **gen))
             for piece in pieces:
@@ -251,16 +272,44 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
                     yield VQAResult(answer=piece)
             n_in, n_out = streamed_usage(model, prompt, answer, pieces.value)
             usage = {"prompt_tokens": n_in, "completion_tokens": n_out}
+            yield VQAResult(answer_mode="generate")
         else:
             completion = model.generate(prompt, images=image, **gen)
-            yield VQAResult(answer=completion.text.strip())
+            yield VQAResult(answer=completion.text.strip(), answer_mode="generate")
             usage = {"prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens}
         t_end = time.perf_counter()
         timings = {"load": round(load_seconds, 4), "route": decision.seconds,
                    "experts": round(t_experts - t_routed, 4),
                    "per_expert": {n: o["seconds"] for n, o in outcomes.items()},
-                   "generate": round(t_end - t_ready, 4), "total": round(t_end - t0, 4)}
+                   "extract": round(t_extracted - t_ready, 4), "generate": round(t_end - t_extracted, 4),
+                   "total": round(t_end - t0, 4)}
         yield VQAResult(usage=usage, timings=timings)
+
+    def _extraction(self, mode: str, question: str, contributed: Mapping[str, str], prompt: str, image: Any,
+                    model: Any) -> Any:
+        """Extractive answer for ``extract``/``auto`` (None: generate). Open questions in ``auto``, counting
+        when the detector answered, and prompts without any read text go to generation."""
+        if mode == "generate":
+            return None
+        text = "\n".join(contributed[n] for n in self.extract_from if contributed.get(n))
+        if not text.strip():
+            return None
+        from prompts import sanitize_expert_text
+
+        from .extract import answer_type, extract_answer
+
+        qtype = answer_type(question)
+        if mode == "auto" and (qtype is None or (qtype == "count" and "detection" in contributed)):
+            return None
+        scorer = None
+        if callable(getattr(model, "continuation_logprobs", None)):
+            def scorer(spans: Sequence[str]) -> list[float]:
+                rows = model.continuation_logprobs(prompt, list(spans), image)
+                return [sum(r) / len(r) if r else float("-inf") for r in rows]
+        result = extract_answer(question, sanitize_expert_text(text), scorer, require_type=mode == "auto")
+        if result.answer is None:
+            log.debug("extraction found no answer (%s): generating", result.reason)
+        return result
 
     def run_experts(self, names: Sequence[str], image: Any, question: str) -> dict[str, dict[str, Any]]:
         """Run the named experts concurrently, each with ``expert_timeout``; ``{name: {text, error, seconds}}``.
@@ -387,6 +436,14 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+def _check_answer_mode(mode: Any) -> str:
+    from .extract import ANSWER_MODES
+
+    if not isinstance(mode, str) or mode.strip().lower() not in ANSWER_MODES:
+        raise ValueError(f"answer_mode must be one of {', '.join(ANSWER_MODES)}, not {mode!r}")
+    return mode.strip().lower()
+
+
 def _drop_oldest_exchange(turns: list[Any]) -> int:
     """Remove the oldest exchange (a message and the assistant replies after it; system messages stay) in place,
     so the history still alternates user/assistant. Returns how many messages were removed."""

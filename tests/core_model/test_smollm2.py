@@ -83,3 +83,20 @@ def test_default_model_knows_paris(model):
     out = model.generate(chat("What is the capital of France?"), max_new_tokens=20)
     assert "Paris" in out.text
     assert out.finish_reason == "stop"
+
+
+def test_continuation_logprobs_prefer_the_true_answer_and_match_transformers(model, hf):
+    """The extractive answer mode's scorer on the real model: the right span scores higher, and every token's
+    log-probability matches transformers scoring the whole sequence."""
+    prompt = chat("What is the capital of France?")
+    conts = ["Paris", "Berlin", "The capital of France is Paris."]
+    got = model.continuation_logprobs(prompt, conts)
+    assert sum(got[0]) > sum(got[1]) + 2.0
+    hf_model, _ = hf
+    p = model._prompt_ids([prompt])[0]
+    for cont, scores in zip(conts, got):
+        c = model.tokenizer.encode(cont, bos=False, parse_special=False)
+        with torch.inference_mode():
+            logp = torch.log_softmax(hf_model(torch.tensor([p + c])).logits[0].float(), dim=-1)
+        want = [float(logp[len(p) - 1 + j, t]) for j, t in enumerate(c)]
+        assert max(abs(a - b) for a, b in zip(scores, want)) < 0.05, cont

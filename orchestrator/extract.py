@@ -1,0 +1,337 @@
+"""Extractive answering: the answer is a span that is printed in the image, chosen by evidence, not invented.
+
+For short factual questions about a document ("What is the total?", "How much was the tax?", "Who is the
+sender?", "What is the seat number?") a small model that *generates* its answer often copies the wrong number
+from the OCR text or makes one up. Extraction instead
+
+1. **types the question** — what kind of answer it asks for: an amount of money, a count, a date, a time, a code or
+   number, a name, an e-mail address, a phone number (``None``: an open question — ``auto`` mode then generates);
+2. **collects candidate spans** from the OCR text of the image: amounts, dates, times, codes, numbers, names, the
+   cells of a ``label | value`` row and whole short lines, each remembering its *label* — the rest of its row, or
+   the line above when the value stands alone;
+3. **scores** every candidate of the asked type by
+   * label evidence: how many of the question's content words (with a few standard synonyms: *sender* ~ *from*,
+     *wrote* ~ *by*, ...) its label contains, tolerant of OCR slips, preferring the most specific label
+     ("Tax 1.20" over "Total incl. tax 18.55" for "How much was the tax?");
+   * the language model's own belief: the mean log-probability of the span as the answer, given the prompt the
+     model would otherwise generate from (context + question), scored for all candidates in one batched forward
+     on a shared prefix (:meth:`core_model.api.AdapterV2Model.continuation_logprobs`);
+4. answers with the best span, exactly as printed.
+
+Everything is generic: no rule names a document kind. The module is pure text processing plus one scoring call;
+it works on any expert whose output is lines of text (OCR-like experts of your own included).
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["ANSWER_MODES", "Candidate", "Extraction", "answer_type", "candidates", "extract_answer",
+           "label_match"]
+
+log = logging.getLogger(__name__)
+
+ANSWER_MODES = ("generate", "extract", "auto")
+
+# --------------------------------------------------------------------------------------- question typing
+#: (answer type, pattern on the lower-cased question), first match wins
+_QUESTION_TYPES: list[tuple[str, str]] = [
+    ("email", r"\b(e-?mail|email address)\b"),
+    ("phone", r"\b(phone|telephone|tel|mobile|cell|fax|call)\b"),
+    ("website", r"\b(website|web site|url|web address|homepage)\b"),
+    ("money", r"\bhow much\b|\b(cost|costs|costed|price|prices|priced|total|subtotal|sub-total|amount|pay|paid|"
+              r"payable|charge|charged|fee|fees|fare|tax|vat|tip|gratuity|discount|balance|spent|spend|owed|owe|"
+              r"refund|deposit|sum)\b|[$€£]"),
+    ("count", r"\bhow many\b"),
+    ("time", r"\bwhat time\b|\b(at what time|opening hours|hours|o'clock|departs? at|arrives? at)\b"),
+    ("date", r"\b(when|date|dated|day|expire|expires|expiry|expiration|due|valid|until|deadline|born|issued|"
+             r"birthday|year)\b"),
+    ("code", r"\b(number|no|num|code|id|ref|reference|tracking|serial|isbn|sku|seat|gate|platform|room|"
+             r"flight|account|zip|postcode|postal code|row|table|aisle|track|terminal|booking|confirmation|"
+             r"order|ticket|member|policy|plate|licen[cs]e|batch|lot|model)\b"),
+    ("name", r"\b(who|whom|whose|name|named|called|author|wrote|written|sender|recipient|addressee|customer|"
+             r"company|shop|store|restaurant|business|brand|title|publisher|issuer|signed|passenger|patient|"
+             r"doctor|prescriber|pharmacy|manager|cashier|server|host|owner|holder|guest|speaker|artist|band|"
+             r"venue|city|town|country|street|address|where)\b"),
+]
+
+#: which candidate kinds answer which question type
+_TYPE_KINDS: dict[str, tuple[str, ...]] = {
+    "email": ("email",),
+    "phone": ("phone",),
+    "website": ("website",),
+    "money": ("money",),
+    "count": ("integer",),
+    "time": ("time",),
+    "date": ("date", "time"),
+    "code": ("code", "integer", "number"),
+    "name": ("name", "cell", "line"),
+}
+
+_STOP = set("""a an the this that these those is are was were be been am do does did of on in at to for from by
+with and or what which who whom whose how when where why it its it's there here please tell me i my you your we our
+they their can could would should will shall may might must say says said shown show written printed on image
+picture photo document page much many""".split())
+#: words that name the kind of answer rather than the field: they count, but less
+_TYPE_WORDS = set("""number no num code id name date time amount price cost costs total value""".split())
+#: standard field-name synonyms (question word -> label words that mean the same)
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "sender": ("from", "shipper", "sent"),
+    "from": ("sender", "shipper"),
+    "recipient": ("to", "ship", "deliver", "addressee", "consignee"),
+    "addressee": ("to", "recipient"),
+    "wrote": ("by", "author", "written"),
+    "written": ("by", "author"),
+    "author": ("by", "written"),
+    "cost": ("price",),
+    "price": ("cost",),
+    "phone": ("tel", "telephone", "mobile", "cell", "ph"),
+    "telephone": ("tel", "phone"),
+    "email": ("e-mail", "mail"),
+    "due": ("payable", "deadline", "by"),
+    "expire": ("expiry", "expires", "exp", "valid", "until"),
+    "expires": ("expiry", "expire", "exp", "valid", "until"),
+    "expiry": ("expires", "expire", "exp", "valid", "until"),
+    "tip": ("gratuity",),
+    "gratuity": ("tip",),
+    "tax": ("vat", "gst"),
+    "vat": ("tax",),
+    "discount": ("off", "savings", "saving", "promo"),
+    "tracking": ("track", "trk"),
+    "number": ("no", "nr", "num", "#"),
+    "date": ("dated", "on"),
+    "address": ("addr",),
+    "quantity": ("qty",),
+}
+
+# --------------------------------------------------------------------------------------- candidate spans
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("email", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
+    ("website", re.compile(r"\b(?:https?://)?(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|co|uk|de|"
+                           r"fr|eu|info|biz|edu|gov)(?:/\S*)?\b", re.IGNORECASE)),
+    ("date", re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b|"
+                        rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}\s*,?\s+\d{{2,4}}\b|"
+                        rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?\s*,?\s+\d{{4}}\b|\b{_MONTH}\s+\d{{4}}\b",
+                        re.IGNORECASE)),
+    ("time", re.compile(r"\b\d{1,2}[:.]\d{2}(?:\s?[ap]\.?m\.?)?(?![\d.])|\b\d{1,2}\s?[ap]\.?m\b\.?", re.IGNORECASE)),
+    ("phone", re.compile(r"(?<![\w.])\+?\(?\d{2,4}\)?(?:[\s.-]?\d{2,4}){2,4}(?![\w.])")),
+    ("money", re.compile(r"[$€£]\s?\d[\d,]*(?:\.\d{1,2})?|(?<![\w.:/-])\d{1,3}(?:,\d{3})*\.\d{2}(?![\w.])|"
+                         r"(?<![\w.:/-])\d+\.\d{2}(?![\w.])|(?<![\w.])\d+,\d{2}(?![\w,])")),
+    ("code", re.compile(r"(?<![\w-])(?=[A-Za-z0-9#/-]*\d)(?=[A-Za-z0-9#/-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9#/-]*"
+                        r"[A-Za-z0-9](?![\w-])|(?<![\w-])\d{3,}(?:-\d+)+(?![\w-])|(?<![\w.])#\s?\d+")),
+    ("number", re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w]|[.,]\d)")),
+    ("name", re.compile(r"\b[A-Z][A-Za-z'’.-]*\.?(?:[ ]+(?:[A-Z][A-Za-z'’.-]*|de|van|von|da|di|le|la|du|of|the|and|&))"
+                        r"{0,4}[ ]+[A-Z][A-Za-z'’-]+\b|\b[A-Z][a-z]{2,}\b")),
+]
+#: a small preference among equally labelled spans: the most specific kind of span first
+_KIND_PRIOR = {"name": 0.3, "cell": 0.15, "line": 0.0}
+_CELL_SPLIT = re.compile(r"\s+\|\s+|\s{2,}|\t")
+_LABEL_SPLIT = re.compile(r"\s*[:=]\s+|\s*:\s*$")
+_WORD = re.compile(r"[a-z0-9#]+(?:['’-][a-z0-9]+)*")
+_MAX_LINE_CHARS = 60
+
+
+@dataclass
+class Candidate:
+    """A span of the expert text that could be the answer."""
+
+    text: str
+    kind: str
+    line: int
+    """Index of the text line it comes from."""
+    label: str
+    """The words that label it: the rest of its row, else the line above."""
+    label_score: float = 0.0
+    lm_score: float | None = None
+    score: float = 0.0
+
+
+@dataclass
+class Extraction:
+    """The result of :func:`extract_answer`: ``answer`` (``None`` when nothing fits) and the evidence."""
+
+    answer: str | None
+    answer_type: str | None
+    candidates: list[Candidate] = field(default_factory=list)
+    reason: str = ""
+
+    def to_dict(self, top: int = 5) -> dict[str, Any]:
+        return {"answer": self.answer, "answer_type": self.answer_type, "reason": self.reason,
+                "candidates": [{k: (round(v, 3) if isinstance(v, float) else v) for k, v in asdict(c).items()}
+                               for c in self.candidates[:top]]}
+
+
+def answer_type(question: str) -> str | None:
+    """The kind of answer a question asks for (``"money"``, ``"date"``, ``"name"``, ...), or ``None`` when open
+    ("What does the sign say?", "Describe the picture")."""
+    q = " ".join(question.lower().split())
+    if re.search(r"\b(describe|explain|summari[sz]e|why|what does .* (say|mean|show)|what is (shown|happening)|"
+                 r"what'?s (shown|happening)|what kind|what type|tell me about)\b", q):
+        return None
+    for kind, pattern in _QUESTION_TYPES:
+        if re.search(pattern, q):
+            return kind
+    return None
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _content_words(question: str) -> list[str]:
+    return [w for w in _words(question) if w not in _STOP and len(w) > 1]
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Equal, a plural/verb form of each other, or (words of 5+ letters) one OCR slip apart."""
+    if a == b:
+        return True
+    if len(a) >= 3 and len(b) >= 3 and (a.rstrip("s") == b.rstrip("s") or a.rstrip("es") == b.rstrip("es")):
+        return True
+    if min(len(a), len(b)) >= 5 and a[0] == b[0]:
+        return difflib.SequenceMatcher(None, a, b).ratio() >= 0.8
+    return False
+
+
+def label_match(question: str, label: str) -> float:
+    """How well a candidate's label answers to the question's content words, 0..1.
+
+    The weighted share of the question's content words found in the label (field words weigh 1, words that name
+    the answer's kind — *number*, *date*, *name*, ... — 0.5), less a little for each label word the question does
+    not mention, so the most specific label wins.
+    """
+    qwords = _content_words(question)
+    lwords = [w for w in _words(label) if w not in _STOP or w in ("by", "from", "to", "no", "on")]
+    if not qwords or not lwords:
+        return 0.0
+    total = matched = 0.0
+    used: set[int] = set()
+    for q in dict.fromkeys(qwords):
+        weight = 0.5 if q in _TYPE_WORDS else 1.0
+        total += weight
+        forms = (q, *_SYNONYMS.get(q, ()))
+        for j, lw in enumerate(lwords):
+            if any(_same_word(f, lw) for f in forms):
+                matched += weight
+                used.add(j)
+                break
+    if matched == 0.0:
+        return 0.0
+    extra = sum(1 for j, w in enumerate(lwords) if j not in used and not w.isdigit())
+    return max(0.0, matched / total - 0.05 * extra)
+
+
+def _clean_cell(text: str) -> str:
+    return text.strip(" \t|:;,.-–—") if text.strip(" \t|:;,.-–—") else text.strip()
+
+
+def candidates(text: str) -> list[Candidate]:
+    """Every span of ``text`` that could answer a factual question, with its label (deduplicated by text,
+    keeping the first occurrence's position but the best-labelled one's label)."""
+    lines = [line.strip() for line in text.splitlines()]
+    out: list[Candidate] = []
+    prev = ""
+    for i, line in enumerate(lines):
+        if not line:
+            continue
+        cells = [c for c in (_clean_cell(c) for c in _CELL_SPLIT.split(line)) if c]
+        for cell_index, cell in enumerate(cells):
+            # the label of a span: the rest of its cell, the other cells of its row, else the line above
+            others = " ".join(c for k, c in enumerate(cells) if k != cell_index)
+            for kind, pattern in _PATTERNS:
+                for m in pattern.finditer(cell):
+                    span = m.group(0).strip()
+                    if kind == "name" and (span.isdigit() or len(span) < 2):
+                        continue
+                    rest = (cell[:m.start()] + " " + cell[m.end():]).strip(" :|-")
+                    label = rest if _words(rest) else others
+                    if kind == "number":
+                        kind_ = "integer" if span.isdigit() else "number"
+                    else:
+                        kind_ = kind
+                    out.append(Candidate(span, kind_, i, label or prev))
+            if len(cells) > 1 and len(cell) <= _MAX_LINE_CHARS:
+                head = _LABEL_SPLIT.split(cell, maxsplit=1)
+                label = others if len(head) == 1 else head[0]
+                value = cell if len(head) == 1 else head[1]
+                if value:
+                    out.append(Candidate(value, "cell", i, label or prev))
+        flat = line.replace(" | ", " ")
+        head = _LABEL_SPLIT.split(flat, maxsplit=1)
+        keyed = len(cells) > 1 or (len(head) == 2 and bool(head[1]))
+        if len(line) <= _MAX_LINE_CHARS:
+            if len(head) == 2 and head[1]:  # "Name: Alice Moreau": the value is the answer, its label the key
+                out.append(Candidate(head[1], "cell", i, head[0]))
+            else:
+                out.append(Candidate(flat, "line", i, prev))
+        # a line labels the one below only when it is a bare heading ("TOTAL", "SPEED LIMIT", "Ship to:"),
+        # not a "label value" row of its own
+        prev = flat.rstrip(": ") if not keyed and len(flat.split()) <= 5 else ""
+    best: dict[tuple[str, str], Candidate] = {}
+    for c in out:
+        key = (c.text, c.kind)
+        if key not in best:
+            best[key] = c
+    return list(best.values())
+
+
+def _mostly_letters(text: str) -> bool:
+    letters = sum(ch.isalpha() for ch in text)
+    digits = sum(ch.isdigit() for ch in text)
+    return letters >= 2 and digits <= 0.3 * (letters + digits)
+
+
+Scorer = Callable[[Sequence[str]], Sequence[float]]
+"""``scorer(spans) -> mean log-probability of each span as the answer`` (higher is better)."""
+
+
+def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, require_type: bool = False,
+                   max_scored: int = 24, label_weight: float = 4.0) -> Extraction:
+    """The span of ``text`` (expert output, one line per printed line) that best answers ``question``.
+
+    ``scorer`` (see :data:`Scorer`) adds the language model's belief; without one, label evidence and position
+    decide. ``require_type``: open questions (no answer type) give ``answer=None`` instead of the best line — what
+    ``auto`` mode uses to fall back to generation. At most ``max_scored`` candidates (best label evidence first)
+    are scored by the model.
+    """
+    qtype = answer_type(question)
+    if qtype is None and require_type:
+        return Extraction(None, None, reason="open question: no answer type")
+    pool = candidates(text)
+    if qtype is not None:
+        kinds = _TYPE_KINDS[qtype]
+        typed = [c for c in pool if c.kind in kinds]
+        if not typed:
+            return Extraction(None, qtype, reason=f"no {qtype} in the text")
+        if qtype == "name":  # a name is words, not a date or an amount in a cell
+            typed = [c for c in typed if c.kind == "name" or _mostly_letters(c.text)]
+        if not typed:
+            return Extraction(None, qtype, reason=f"no {qtype} in the text")
+        pool = typed
+    if not pool:
+        return Extraction(None, qtype, reason="no text to extract from")
+    for c in pool:
+        c.label_score = label_match(question, c.label)
+        # a span that repeats the question's own words ("Total" for "What is the total?") is its label, not the
+        # answer; kinds that carry their own meaning (amounts, dates, codes) are exempt
+        if c.kind in ("name", "cell", "line") and label_match(question, c.text) > 0:
+            c.label_score -= 1.0
+    pool.sort(key=lambda c: (-c.label_score, c.line))
+    scored = pool[:max_scored]
+    if scorer is not None:
+        lm = list(scorer([c.text for c in scored]))
+        for c, s in zip(scored, lm):
+            c.lm_score = float(s)
+    for c in scored:
+        prior = _KIND_PRIOR.get(c.kind, 0.0) - 0.01 * c.line
+        c.score = label_weight * c.label_score + prior + (c.lm_score if c.lm_score is not None else 0.0)
+    scored.sort(key=lambda c: -c.score)
+    best = scored[0]
+    reason = (f"{qtype or 'open'} question; best label {best.label!r} ({best.label_score:.2f})"
+              + (f", model {best.lm_score:.2f}" if best.lm_score is not None else ""))
+    return Extraction(best.text, qtype, scored, reason)

@@ -1,0 +1,115 @@
+"""Extractive answering: question types, candidate spans with their labels, label evidence, and the pipeline's
+``answer_mode`` switch (a random model cannot *generate* the printed answer; extraction must still find it)."""
+from __future__ import annotations
+
+import pytest
+
+from orchestrator import VisualQAPipeline
+from orchestrator.extract import answer_type, candidates, extract_answer, label_match
+
+from .conftest import make_image, sleepy_expert
+
+RECEIPT = """MAPLE CORNER MARKET
+12 Harbour Street
+2024-05-17 10:42
+Coffee beans | 12.50
+Oat milk | 3.25
+Subtotal | 18.55
+Tax (8%) | 1.48
+Total incl. tax | 20.03"""
+
+
+@pytest.mark.parametrize("question,kind", [
+    ("What is the total on this receipt?", "money"), ("How much did the oat milk cost?", "money"),
+    ("How many refills are left?", "count"), ("When is the invoice due?", "date"),
+    ("What time does the train leave?", "time"), ("What is the tracking number?", "code"),
+    ("Who is the sender?", "name"), ("Who wrote this book?", "name"), ("What is the e-mail address?", "email"),
+    ("What does the sign say?", None), ("Describe the picture.", None), ("What is the capital of France?", None),
+])
+def test_answer_type(question, kind):
+    assert answer_type(question) == kind
+
+
+def test_candidates_keep_the_label_of_their_row():
+    by_text = {c.text: c for c in candidates(RECEIPT) if c.kind == "money"}
+    assert by_text["3.25"].label == "Oat milk"
+    assert by_text["1.48"].label.startswith("Tax")
+    dates = [c.text for c in candidates(RECEIPT) if c.kind == "date"]
+    assert dates == ["2024-05-17"]
+
+
+def test_a_bare_heading_labels_the_line_below_but_a_keyed_row_does_not():
+    cands = candidates("TOTAL\n18.55\nName: Alice Moreau\n1990-04-12")
+    money = next(c for c in cands if c.text == "18.55" and c.kind == "money")
+    assert money.label == "TOTAL"
+    date = next(c for c in cands if c.kind == "date")
+    assert date.label == ""  # "Name: Alice Moreau" is a row of its own, not the date's label
+
+
+def test_label_match_prefers_the_specific_label():
+    q = "How much was the tax?"
+    assert label_match(q, "Tax (8%)") > label_match(q, "Total incl. tax") > label_match(q, "Oat milk") == 0.0
+    assert label_match("Who is the sender?", "From") > 0  # a standard synonym
+    assert label_match("What is the total?", "TOTA1") > 0  # one OCR slip is tolerated
+    assert label_match("What is the total?", "Subtotal") == 0.0  # another word, not a slip
+
+
+@pytest.mark.parametrize("question,answer", [
+    ("How much did the oat milk cost?", "3.25"), ("How much was the tax?", "1.48"),
+    ("What is the subtotal?", "18.55"), ("What is the date on the receipt?", "2024-05-17"),
+    ("What time was the purchase?", "10:42"), ("What is the name of the shop?", "MAPLE CORNER MARKET"),
+])
+def test_extract_without_a_model_uses_the_labels(question, answer):
+    assert extract_answer(question, RECEIPT).answer == answer
+
+
+def test_model_scores_break_ties_between_equally_labelled_spans():
+    text = "by Margaret Ellison\nby Penguin Books"
+    def prefers_penguin(spans):
+        return [0.0 if "Penguin" in s else -5.0 for s in spans]
+    assert extract_answer("Who wrote this book?", text).answer == "Margaret Ellison"  # first line without a model
+    assert extract_answer("Who wrote this book?", text, prefers_penguin).answer == "Penguin Books"
+
+
+def test_open_questions_and_missing_types_are_left_to_generation():
+    assert extract_answer("What does the sign say?", RECEIPT, require_type=True).answer is None
+    assert extract_answer("What is the e-mail address?", RECEIPT).answer is None  # none printed
+
+
+def ocr_stub(text):
+    return sleepy_expert("ocr", 0.0, text)
+
+
+@pytest.mark.parametrize("mode", ["extract", "auto"])
+def test_pipeline_extracts_the_printed_answer(tiny_model, mode):
+    p = VisualQAPipeline(tiny_model, experts=[ocr_stub(RECEIPT)], router="all", max_new_tokens=4)
+    r = p.invoke({"image": make_image(0), "question": "How much was the tax?", "answer_mode": mode})
+    assert r.answer == "1.48" and r.answer_mode == "extract"
+    assert r.extraction["answer_type"] == "money" and r.extraction["candidates"][0]["text"] == "1.48"
+    assert r.extraction["candidates"][0]["lm_score"] is not None  # the model scored the candidates
+    assert r.usage["completion_tokens"] == 0
+
+
+def test_pipeline_generate_mode_and_open_questions_generate(tiny_model):
+    p = VisualQAPipeline(tiny_model, experts=[ocr_stub(RECEIPT)], router="all", max_new_tokens=4)
+    r = p.invoke({"image": make_image(0), "question": "How much was the tax?", "answer_mode": "generate"})
+    assert r.answer_mode == "generate" and "extraction" not in r
+    r = p.invoke({"image": make_image(0), "question": "What does it say?"})  # auto, open question
+    assert r.answer_mode == "generate" and "extraction" not in r
+
+
+def test_pipeline_stream_extracts_too(tiny_model):
+    p = VisualQAPipeline(tiny_model, experts=[ocr_stub(RECEIPT)], router="all", answer_mode="extract")
+    chunks = list(p.stream({"image": make_image(0), "question": "What is the subtotal?"}))
+    total = chunks[0]
+    for c in chunks[1:]:
+        total = total + c
+    assert total["answer"] == "18.55" and total["answer_mode"] == "extract"
+
+
+def test_bad_answer_mode_is_a_clear_error(tiny_model):
+    with pytest.raises(ValueError, match="answer_mode must be one of generate, extract, auto"):
+        VisualQAPipeline(tiny_model, answer_mode="guess")
+    p = VisualQAPipeline(tiny_model, experts=[ocr_stub(RECEIPT)], router="all")
+    with pytest.raises(ValueError, match="answer_mode"):
+        p.invoke({"image": make_image(0), "question": "x?", "answer_mode": 3})
