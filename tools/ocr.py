@@ -1,9 +1,29 @@
 """OCR expert: the printed text in an image, in reading order, from Tesseract (via pytesseract).
 
-One ``image_to_data`` call gives words with boxes and confidences; lines are rebuilt from Tesseract's own
-block → paragraph → line hierarchy (its reading order; columns stay separate). Small text is the main cause of OCR
-errors, so when the median word height is below ``small_text_px`` the image is upscaled so words are about
-``target_text_px`` tall and recognised again. Tiny images are first upscaled to ``min_height``.
+One ``image_to_data`` call gives words with boxes and confidences. The text for the model has one of two layouts:
+
+* ``layout="rows"`` (default): visual rows rebuilt from the word boxes across Tesseract's blocks, because on
+  receipts and label/value documents Tesseract often puts labels and values in different blocks, so "TOTAL" and
+  "18.55" would end up lines apart. Words whose vertical centres (corrected for the text slope estimated from
+  Tesseract's lines, up to 5 degrees) are within half a text height share a row; words are in x order, and a gap
+  wider than two median character widths of the row separates cells, joined with :data:`CELL_SEPARATOR`
+  (``" | "``)::
+
+      MAPLE CORNER MARKET
+      Coffee beans | 12.50
+      TOTAL | 18.55
+
+  Two columns of running text (a vertical gutter shared by consecutive rows, 3+ rows with 3+ words a row on
+  each side) are read column by column; each such region is separated by a blank line. A column of values
+  (prices, form entries) stays on its labels' rows.
+* ``layout="lines"``: lines from Tesseract's own block → paragraph → line hierarchy (its reading order), a blank
+  line between blocks.
+
+``data["rows"]`` has, per row, ``text``, ``cells`` (``text``, ``box``), ``box``, ``height`` (median word height,
+px: headings are taller), ``conf`` and ``region``; ``data["lines"]`` and ``data["words"]`` are always there.
+
+Small text is the main cause of OCR errors, so when the median word height is below ``small_text_px`` the image is
+upscaled so words are about ``target_text_px`` tall and recognised again. Tiny images are first upscaled to ``min_height``.
 
 Backend: ``pip install pytesseract`` and the Tesseract binary (Debian: ``apt-get install tesseract-ocr``, extra
 languages ``tesseract-ocr-<lang>``, e.g. ``tesseract-ocr-deu``).
@@ -12,6 +32,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 import shutil
 import signal
@@ -20,7 +41,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -32,7 +53,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OCRInput", "OCRTool", "character_error_rate"]
+__all__ = ["CELL_SEPARATOR", "OCRInput", "OCRTool", "character_error_rate"]
 
 _INSTALL_HINT = "install it: `apt-get install tesseract-ocr` (Debian/Ubuntu) and `pip install pytesseract`"
 _MAX_SCALE = 4.0
@@ -40,6 +61,13 @@ _MAX_SCALED_PIXELS = 36_000_000
 _BORDER_PX = 12
 _LIST_LANGS_MIN_S = 10.0  # `tesseract --list-langs` is bounded by max(timeout, this)
 _PSM_SWITCH_CONF = 2.0  # mean-confidence points psm 4 must gain over psm 3 to be preferred
+CELL_SEPARATOR = " | "
+"""Between the cells of a row in the ``rows`` layout (a wide horizontal gap: label | value, item | price)."""
+_ROW_TOLERANCE = 0.5  # word centres within this fraction of the (larger) text height share a row
+_CELL_GAP_CHARS = 2.0  # a gap wider than this many median character widths starts a new cell
+_MAX_SKEW_DEG = 5.0  # the rows layout corrects slopes up to this angle
+_COLUMN_MIN_ROWS = 3  # a text column has at least this many rows ...
+_COLUMN_MIN_WORDS = 3  # ... of (median) at least this many words: running text, not a column of values
 
 
 class OCRInput(BaseModel):
@@ -84,6 +112,11 @@ class OCRTool(ExpertTool):
     """Tesseract language code(s), e.g. ``"eng"`` or ``"eng+deu"``."""
     timeout: float = 30.0
     """Seconds per Tesseract call (0 disables the limit)."""
+    layout: Literal["rows", "lines"] = "rows"
+    """How the text is laid out for the model. ``rows``: visual rows rebuilt from the word boxes across
+    Tesseract's blocks (corrected for a slight slope), words left to right, cells separated by wide gaps joined
+    with ``" | "`` ("TOTAL | 18.55"); two-column running text is read column by column. ``lines``: Tesseract's
+    own lines in its block order, a blank line between blocks."""
     psm: int | None = None
     """Tesseract page segmentation mode. None (auto): 3 (layout analysis, keeps columns apart), but when it
     finds text blocks side by side it also tries 4 (one column of rows, right for receipts and label/value
@@ -175,7 +208,8 @@ class OCRTool(ExpertTool):
         return self._render(result), result
 
     def read(self, image: Any) -> dict[str, Any]:
-        """OCR ``image`` and return ``{"text", "lines", "words", "scale", "mean_conf", "image_size"}``.
+        """OCR ``image`` and return ``{"text", "layout", "rows", "lines", "words", "scale", "psm", "mean_conf",
+        "image_size", "lang"}``.
 
         Boxes are in pixels of the original image. Raises :class:`ExpertError` subclasses.
         """
@@ -204,8 +238,12 @@ class OCRTool(ExpertTool):
             if _mean_conf(rows) > _mean_conf(words) + _PSM_SWITCH_CONF:
                 words, psm = rows, 4
         lines = _group_lines(words)
+        rows = _build_rows(words)
+        text = "\n".join(_row_texts(rows) if self.layout == "rows" else _paragraph_texts(lines))
         return {
-            "text": "\n".join(_paragraph_texts(lines)),
+            "text": text,
+            "layout": self.layout,
+            "rows": rows,
             "lines": lines,
             "words": words,
             "scale": round(scale, 3),
@@ -271,7 +309,8 @@ class OCRTool(ExpertTool):
             return "No text found in the image."
         if not self.with_boxes:
             return result["text"]
-        return "\n".join(f"[{','.join(map(str, line['box']))}] {line['text']}" for line in result["lines"])
+        units = result["rows"] if self.layout == "rows" else result["lines"]
+        return "\n".join(f"[{','.join(map(str, unit['box']))}] {unit['text']}" for unit in units)
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -378,13 +417,209 @@ def _paragraph_texts(lines: list[dict[str, Any]]) -> list[str]:
     return texts
 
 
+
+# --------------------------------------------------------------------------------------------- rows layout
+def _centre(box: list[int]) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _height(box: list[int]) -> int:
+    return max(box[3] - box[1], 1)
+
+
+def _union(boxes: list[list[int]]) -> list[int]:
+    return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
+
+
+def _estimate_skew(words: list[dict[str, Any]]) -> float:
+    """Text slope dy/dx (positive: rows go down to the right) from the words of each Tesseract line.
+
+    Per line with at least two words spread over more than three word heights, the median of the pairwise slopes
+    of the word centres (Theil-Sen, robust to a descender or a punctuation mark); the median over the lines, each
+    line counted once per word. Clamped to ±_MAX_SKEW_DEG (a larger slope is not a slight rotation).
+    """
+    by_line: dict[tuple[int, ...], list[tuple[float, float]]] = {}
+    for word in words:
+        by_line.setdefault(tuple(word.get("line_key") or ()), []).append(_centre(word["box"]))
+    slopes: list[float] = []
+    median_h = statistics.median(_height(w["box"]) for w in words) if words else 1
+    for key, centres in by_line.items():
+        if not key or len(centres) < 2 or max(c[0] for c in centres) - min(c[0] for c in centres) < 3 * median_h:
+            continue
+        pairwise = [(b[1] - a[1]) / (b[0] - a[0]) for i, a in enumerate(centres) for b in centres[i + 1 :]
+                    if abs(b[0] - a[0]) >= median_h]
+        if pairwise:
+            slopes.extend([statistics.median(pairwise)] * len(centres))
+    if not slopes:
+        return 0.0
+    limit = math.tan(math.radians(_MAX_SKEW_DEG))
+    return max(-limit, min(limit, statistics.median(slopes)))
+
+
+def _group_rows(words: list[dict[str, Any]], slope: float) -> list[list[dict[str, Any]]]:
+    """Words → visual rows across Tesseract's blocks: vertical centres (corrected for ``slope``) within half a row
+    height of the row's mean centre share a row. Rows come back top to bottom, words left to right."""
+    def level(w: dict[str, Any]) -> float:
+        x, y = _centre(w["box"])
+        return y - slope * x
+
+    rows: list[dict[str, Any]] = []  # {"words", "level" (mean), "heights"}
+    for word in sorted(words, key=level):
+        y, h = level(word), _height(word["box"])
+        best, best_d = None, None
+        for row in rows[-6:]:  # words are sorted by level: only the last few rows can still match
+            row_h = statistics.median(row["heights"])
+            d = abs(y - row["level"])
+            if d <= _ROW_TOLERANCE * max(row_h, h) and (best_d is None or d < best_d):
+                best, best_d = row, d
+        if best is None:
+            rows.append({"words": [word], "level": y, "heights": [h]})
+        else:
+            best["words"].append(word)
+            best["heights"].append(h)
+            best["level"] += (y - best["level"]) / len(best["words"])
+    rows.sort(key=lambda r: r["level"])
+    return [sorted(r["words"], key=lambda w: (w["box"][0], w["box"][1])) for r in rows]
+
+
+def _char_width(words: list[dict[str, Any]]) -> float:
+    return statistics.median((w["box"][2] - w["box"][0]) / max(len(w["text"]), 1) for w in words)
+
+
+def _make_row(words: list[dict[str, Any]]) -> dict[str, Any]:
+    """One visual row: words split into cells where the gap exceeds _CELL_GAP_CHARS median character widths."""
+    gap_limit = _CELL_GAP_CHARS * _char_width(words)
+    cells: list[list[dict[str, Any]]] = [[words[0]]]
+    for prev, word in zip(words, words[1:]):
+        if word["box"][0] - prev["box"][2] > gap_limit:
+            cells.append([word])
+        else:
+            cells[-1].append(word)
+    cell_dicts = [{"text": " ".join(w["text"] for w in c), "box": _union([w["box"] for w in c])} for c in cells]
+    return {
+        "text": CELL_SEPARATOR.join(c["text"] for c in cell_dicts),
+        "cells": cell_dicts,
+        "box": _union([w["box"] for w in words]),
+        "height": round(statistics.median(_height(w["box"]) for w in words), 1),
+        "conf": round(_mean_conf(words), 1),
+        "_words": words,
+        "_gap": gap_limit,
+    }
+
+
+def _split_row(row: dict[str, Any], x: float) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    left = [w for w in row["_words"] if _centre(w["box"])[0] < x]
+    right = [w for w in row["_words"] if _centre(w["box"])[0] >= x]
+    return (_make_row(left) if left else None), (_make_row(right) if right else None)
+
+
+def _words_per_side(rows: list[dict[str, Any]], x: float) -> tuple[list[int], list[int]]:
+    left, right = [], []
+    for row in rows:
+        n_left = sum(1 for w in row["_words"] if w["box"][2] <= x)
+        n_right = len(row["_words"]) - n_left
+        if n_left:
+            left.append(n_left)
+        if n_right:
+            right.append(n_right)
+    return left, right
+
+
+def _clear_of(row: dict[str, Any], x: float) -> bool:
+    """No word of ``row`` comes within half its cell gap of the vertical line at ``x``."""
+    margin = row["_gap"] / 2
+    return all(w["box"][2] <= x - margin or w["box"][0] >= x + margin for w in row["_words"])
+
+
+def _find_gutter(rows: list[dict[str, Any]]) -> tuple[int, int, float] | None:
+    """The longest run of consecutive rows ``[start, end)`` that a vertical gutter at ``x`` splits into two columns
+    of running text, or None.
+
+    Candidate gutters are the middles of the wide gaps inside rows (and between consecutive rows that sit side by
+    side). A run qualifies when no word comes within half a gap limit of ``x``, at least _COLUMN_MIN_ROWS rows have
+    text on each side, and both sides read like running text (median _COLUMN_MIN_WORDS+ words per row) — so a
+    receipt's price column or a form's values (one or two words a row) stay on their label's row.
+    """
+    if len(rows) < _COLUMN_MIN_ROWS:
+        return None
+    candidates: set[float] = set()
+    for row in rows:
+        for a, b in zip(row["cells"], row["cells"][1:]):
+            candidates.add((a["box"][2] + b["box"][0]) / 2)
+    for a, b in zip(rows, rows[1:]):
+        if a["box"][2] + a["_gap"] < b["box"][0] or b["box"][2] + b["_gap"] < a["box"][0]:
+            candidates.add((min(a["box"][2], b["box"][2]) + max(a["box"][0], b["box"][0])) / 2)
+    best: tuple[int, int, float] | None = None
+    for x in sorted(candidates):
+        start = 0
+        while start < len(rows):
+            end = start
+            while end < len(rows) and _clear_of(rows[end], x):
+                end += 1
+            if end > start:
+                left, right = _words_per_side(rows[start:end], x)
+                if (len(left) >= _COLUMN_MIN_ROWS and len(right) >= _COLUMN_MIN_ROWS
+                        and statistics.median(left) >= _COLUMN_MIN_WORDS
+                        and statistics.median(right) >= _COLUMN_MIN_WORDS
+                        and (best is None or end - start > best[1] - best[0])):
+                    best = (start, end, x)
+            start = end + 1
+    return best
+
+
+def _layout_rows(rows: list[dict[str, Any]], depth: int = 0) -> list[list[dict[str, Any]]]:
+    """Rows → regions in reading order: a two-column stretch is read left column first, then the right one
+    (recursively, so three columns work too); everything else row by row."""
+    found = _find_gutter(rows) if depth < 3 else None
+    if found is None:
+        return [rows] if rows else []
+    start, end, x = found
+    lefts, rights = [], []
+    for row in rows[start:end]:
+        left, right = _split_row(row, x)
+        if left:
+            lefts.append(left)
+        if right:
+            rights.append(right)
+    return [*_layout_rows(rows[:start], depth + 1), *_layout_rows(lefts, depth + 1),
+            *_layout_rows(rights, depth + 1), *_layout_rows(rows[end:], depth + 1)]
+
+
+def _build_rows(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Words (any reading order) → visual rows in reading order, each with text, cells, box, height, conf and
+    ``region`` (rows of one region are read together; a two-column stretch gives one region per column)."""
+    if not words:
+        return []
+    slope = _estimate_skew(words)
+    rows = [_make_row(ws) for ws in _group_rows(words, slope)]
+    out = []
+    for region, region_rows in enumerate(_layout_rows(rows)):
+        for row in region_rows:
+            out.append({k: v for k, v in row.items() if not k.startswith("_")} | {"region": region})
+    return out
+
+
+def _row_texts(rows: list[dict[str, Any]]) -> list[str]:
+    """One text line per row; a blank line between regions (the columns of a two-column page)."""
+    texts: list[str] = []
+    previous = None
+    for row in rows:
+        if previous is not None and row["region"] != previous:
+            texts.append("")
+        texts.append(row["text"])
+        previous = row["region"]
+    return texts
+
+
 def character_error_rate(reference: str, hypothesis: str) -> float:
     """Levenshtein distance between the two texts / reference length, after collapsing whitespace per line.
 
-    Blank lines are ignored, so layout spacing does not count as an error; 0.0 is a perfect read.
+    Blank lines and the ``rows`` layout's cell separators (:data:`CELL_SEPARATOR`) are ignored, so layout does not
+    count as an error; 0.0 is a perfect read.
     """
 
     def norm(s: str) -> str:
+        s = s.replace(CELL_SEPARATOR, " ")
         return "\n".join(" ".join(line.split()) for line in s.splitlines() if line.strip())
 
     ref, hyp = norm(reference), norm(hypothesis)

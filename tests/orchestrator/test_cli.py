@@ -35,10 +35,10 @@ def test_ask_json_has_the_documented_shape(capsys):
 def test_ask_with_ocr_shows_the_experts_text(capsys):
     assert main(["ask", RECEIPT, "What is the total?", *FAST]) == 0
     out = capsys.readouterr().out
-    assert "experts (auto): ocr" in out and "TOTAL 18.55" in out and "answer:" in out
+    assert "experts (auto): ocr" in out and "TOTAL | 18.55" in out and "answer:" in out
     assert main(["ask", RECEIPT, "What is the total?", "--json", "--experts", "ocr,caption", *FAST]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert "TOTAL 18.55" in result["experts"]["ocr"]
+    assert "TOTAL | 18.55" in result["experts"]["ocr"]
     assert result["experts"]["caption"].startswith("error: unavailable")
     assert result["errors"]["caption"].startswith("unavailable")
 

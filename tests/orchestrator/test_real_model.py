@@ -14,7 +14,7 @@ def test_demo_answers_the_receipt_total_correctly(capsys):
 
     assert main([]) == 0
     out = capsys.readouterr().out
-    assert "[ocr]" in out and "TOTAL 18.55" in out
+    assert "[ocr]" in out and "TOTAL | 18.55" in out
     assert f"correct: the receipt's total is {EXPECTED}" in out
 
 

@@ -99,15 +99,65 @@ TWO_COLUMNS = (
 )
 
 
-def render_two_columns(font: str = "DejaVuSerif.ttf", size: int = 22) -> tuple[Image.Image, str]:
-    """A page with two text columns; the reference reads the left column, then the right one."""
+def render_two_columns(
+    font: str = "DejaVuSerif.ttf", size: int = 22, *, title: str | None = None
+) -> tuple[Image.Image, str]:
+    """A page with two text columns (under an optional title across both); the reference reads the title, the
+    left column, then the right one."""
     face = ImageFont.truetype(str(ttf(font)), size)
     left, right = TWO_COLUMNS
     width = size * 30
-    img = Image.new("RGB", (width, size * 2 * len(left) + 2 * size), "white")
+    head = 2 * size if title else 0
+    img = Image.new("RGB", (width, head + size * 2 * len(left) + 2 * size), "white")
     draw = ImageDraw.Draw(img)
+    if title:
+        draw.text(((width - draw.textlength(title, font=face)) / 2, size), title, font=face, fill="black")
     for i, (a, b) in enumerate(zip(left, right, strict=True)):
-        top = size + i * size * 1.6
+        top = head + size + i * size * 1.6
         draw.text((size, top), a, font=face, fill="black")
         draw.text((width // 2 + size, top), b, font=face, fill="black")
-    return img, "\n".join(left + right)
+    return img, "\n".join(([title] if title else []) + left + right)
+
+
+def render_label_values(
+    pairs: list[tuple[str, str]],
+    *,
+    title: str | None = None,
+    font: str = "DejaVuSans.ttf",
+    size: int = 24,
+    width: int = 900,
+    value_x: int | None = None,
+    angle: float = 0.0,
+) -> tuple[Image.Image, str]:
+    """Label/value rows far apart: values right-aligned (a receipt's prices) or starting at ``value_x`` (a form),
+    an optional centred title, the page rotated by ``angle`` degrees (counter-clockwise). Returns (image, text)."""
+    face = ImageFont.truetype(str(ttf(font)), size)
+    step = int(size * 1.8)
+    rows = len(pairs) + (2 if title else 0)
+    img = Image.new("RGB", (width, step * rows + 3 * size), "white")
+    draw = ImageDraw.Draw(img)
+    y, reference = size * 1.5, []
+    if title:
+        big = ImageFont.truetype(str(ttf(font)), int(size * 1.4))
+        draw.text(((width - draw.textlength(title, font=big)) / 2, y), title, font=big, fill="black")
+        y += 2 * step
+        reference.append(title)
+    for label, value in pairs:
+        draw.text((size * 1.5, y), label, font=face, fill="black")
+        x = value_x if value_x is not None else width - size * 1.5 - draw.textlength(value, font=face)
+        draw.text((x, y), value, font=face, fill="black")
+        reference.append(f"{label} {value}")
+        y += step
+    if angle:
+        img = img.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor="white")
+    return img, "\n".join(reference)
+
+
+def add_grain(img: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
+    """Gaussian grain of standard deviation ``sigma`` (grey levels) on every pixel, reproducible by ``seed``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    pixels = np.asarray(img.convert("RGB"), dtype=np.float32)
+    pixels += rng.normal(0.0, sigma, pixels.shape[:2])[..., None]
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))

@@ -1,14 +1,15 @@
 """OCR on PIL-rendered text: several fonts and sizes, multi-line, a receipt. Character error rate is reported."""
 from __future__ import annotations
 
+import math
 import shutil
 
 import pytest
 
 from tools import OCRTool
-from tools.ocr import character_error_rate
+from tools.ocr import CELL_SEPARATOR, _build_rows, character_error_rate
 
-from .helpers import render_lines, render_receipt, render_two_columns
+from .helpers import render_label_values, render_lines, render_receipt, render_two_columns
 
 pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
 
@@ -63,8 +64,8 @@ def test_receipt(ocr: OCRTool, font: str, size: int) -> None:
     print(f"CER receipt ({font} {size}px, auto psm -> {result.data['psm']}): {cer:.4f}")
     assert cer <= CER_LIMIT, result.text
     lines = result.text.splitlines()
-    assert "TOTAL 24.02" in lines and "Coffee beans 11.90" in lines  # each price stays on its item's row
-    assert lines.index("CORNER MARKET") < lines.index("Milk 1L 2.49") < lines.index("Thank you!")
+    assert "TOTAL | 24.02" in lines and "Coffee beans | 11.90" in lines  # each price stays on its item's row
+    assert lines.index("CORNER MARKET") < lines.index("Milk 1L | 2.49") < lines.index("Thank you!")
 
 
 @pytest.mark.slow
@@ -96,7 +97,7 @@ def test_receipt_in_uniform_block_mode_keeps_rows_together(ocr: OCRTool) -> None
     cer = character_error_rate(reference, result.text)
     print(f"CER receipt (DejaVuSans 20px, psm 6): {cer:.4f}")
     assert cer <= CER_LIMIT, result.text
-    assert "Coffee beans 11.90" in result.text.splitlines()
+    assert "Coffee beans | 11.90" in result.text.splitlines()
 
 
 @pytest.mark.slow
@@ -177,3 +178,96 @@ def test_tesseract_runs_with_one_openmp_thread_unless_told_otherwise(
     import pytesseract
 
     assert dict(pytesseract.pytesseract.environ) == dict(os.environ)  # a pass-through outside OCRTool's calls
+
+
+# --------------------------------------------------------------------------------------------- rows layout
+ITEMS = [("Coffee beans", "12.50"), ("Oat milk", "3.25"), ("Croissant", "2.80"), ("Sparkling water", "1.95"),
+         ("Butter", "4.10"), ("SUBTOTAL", "24.60"), ("TAX", "1.97"), ("TOTAL", "26.57")]
+BOARDING = [("Passenger", "Alice Moreau"), ("Flight", "BA 117"), ("Seat", "14C"), ("Gate", "B22"),
+            ("Boarding", "10:45")]
+
+
+def _pairs_on_one_line(text: str, pairs: list[tuple[str, str]]) -> int:
+    lines = text.splitlines()
+    return sum(any(line.startswith(label) and line.endswith(value) for line in lines) for label, value in pairs)
+
+
+@pytest.mark.slow
+def test_wide_receipt_keeps_each_price_on_its_row(ocr: OCRTool) -> None:
+    """Prices far right: Tesseract's layout analysis puts them in a block of their own (old output: all the
+    items, then all the prices); the rows layout puts each back beside its item, in a cell of its own."""
+    img, reference = render_label_values(ITEMS, title="MAPLE MARKET", width=900)
+    result = ocr.run_expert(image=img)
+    lines = result.text.splitlines()
+    assert "TOTAL | 26.57" in lines and "Coffee beans | 12.50" in lines, result.text
+    assert _pairs_on_one_line(result.text, ITEMS) == len(ITEMS)
+    assert lines[0] == "MAPLE MARKET" and lines.index("SUBTOTAL | 24.60") < lines.index("TOTAL | 26.57")
+    assert character_error_rate(reference, result.text) <= CER_LIMIT
+    row = result.data["rows"][lines.index("TOTAL | 26.57")]
+    assert [c["text"] for c in row["cells"]] == ["TOTAL", "26.57"]
+    assert row["cells"][1]["box"][0] > img.width * 0.8 and 18 <= row["height"] <= 30  # original pixels
+    # the old layout, still available, loses the pairing on this image
+    old = OCRTool(layout="lines").run_expert(image=img)
+    assert _pairs_on_one_line(old.text, ITEMS) < len(ITEMS)
+
+
+@pytest.mark.slow
+def test_form_keeps_label_and_distant_value_together(ocr: OCRTool) -> None:
+    img, reference = render_label_values(BOARDING, title="BOARDING PASS", width=1000, value_x=700)
+    result = ocr.run_expert(image=img)
+    assert "Seat | 14C" in result.text.splitlines() and "Passenger | Alice Moreau" in result.text.splitlines()
+    assert _pairs_on_one_line(result.text, BOARDING) == len(BOARDING), result.text
+    assert character_error_rate(reference, result.text) <= CER_LIMIT
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("angle", [2.0, -2.5])
+def test_slightly_rotated_receipt_keeps_rows(ocr: OCRTool, angle: float) -> None:
+    """Rotated by 2-2.5 degrees, a row's right end is ~15-20 px higher or lower than its left: more than half a
+    text height, so rows are grouped along the estimated slope, not by raw y."""
+    img, reference = render_label_values(ITEMS, title="MAPLE MARKET", width=800, angle=angle)
+    result = ocr.run_expert(image=img)
+    assert _pairs_on_one_line(result.text, ITEMS) == len(ITEMS), result.text
+    assert character_error_rate(reference, result.text) <= CER_LIMIT, result.text
+
+
+@pytest.mark.slow
+def test_two_column_page_under_a_title_reads_column_by_column(ocr: OCRTool) -> None:
+    img, reference = render_two_columns(title="Adapters at a glance")
+    result = ocr.run_expert(image=img)
+    lines = [line for line in result.text.splitlines() if line]
+    assert lines[0] == "Adapters at a glance"
+    assert lines[1].startswith("The adapter") and lines[5] == "in the last layers.", result.text
+    assert lines[6].startswith("Bias and scale") and lines[-1] == "identical to the base."
+    assert CELL_SEPARATOR not in result.text
+    assert character_error_rate(reference, result.text) <= CER_LIMIT
+    regions = [row["region"] for row in result.data["rows"]]
+    assert regions == sorted(regions) and len(set(regions)) == 3  # title, left column, right column
+
+
+def _word(text: str, x: int, y: int, h: int = 20, line: tuple[int, int, int] = (1, 1, 1)) -> dict:
+    return {"text": text, "conf": 95.0, "box": [x, y, x + 12 * len(text), y + h], "line_key": list(line)}
+
+
+def test_rows_are_rebuilt_across_blocks_from_word_boxes() -> None:
+    """No tesseract needed: Tesseract's reading order (items block, then prices block) → one row per item."""
+    words = [_word("Milk", 20, 100, line=(1, 1, 1)), _word("Bread", 20, 140, line=(1, 1, 2)),
+             _word("TOTAL", 20, 180, line=(1, 1, 3)),
+             _word("2.49", 500, 101, line=(2, 1, 1)), _word("3.10", 500, 139, line=(2, 1, 2)),
+             _word("5.59", 500, 182, line=(2, 1, 3))]
+    rows = _build_rows(words)
+    assert [r["text"] for r in rows] == ["Milk | 2.49", "Bread | 3.10", "TOTAL | 5.59"]
+    assert rows[2]["cells"][1] == {"text": "5.59", "box": [500, 182, 548, 202]}
+    assert rows[2]["box"] == [20, 180, 548, 202] and rows[2]["height"] == 20
+
+
+def test_rows_follow_a_slope_and_close_words_share_a_cell() -> None:
+    slope = math.tan(math.radians(3))  # 3 degrees: ~26 px drop over 500 px, more than a 20 px text height
+    words = []
+    for i, (label, value) in enumerate([("Seat number", "14C"), ("Gate", "B22"), ("Flight", "BA117")]):
+        y = 100 + 40 * i
+        words.append(_word(label.split()[0], 20, y, line=(1, 1, i)))
+        if " " in label:
+            words.append(_word(label.split()[1], 20 + 12 * 5, round(y + slope * 60), line=(1, 1, i)))
+        words.append(_word(value, 520, round(y + slope * 500), line=(1, 1, i)))
+    assert [r["text"] for r in _build_rows(words)] == ["Seat number | 14C", "Gate | B22", "Flight | BA117"]

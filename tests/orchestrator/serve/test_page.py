@@ -67,7 +67,7 @@ def test_page_answers_the_receipt_total(real_server, browser):
     assert browser.find_element(By.ID, "status").get_attribute("data-state") == "done", answer
     assert "18.55" in answer
     ocr = browser.find_element(By.CSS_SELECTOR, '.card[data-expert="ocr"] pre').text
-    assert "TOTAL 18.55" in ocr  # the expert's contribution is shown
+    assert "TOTAL | 18.55" in ocr  # the expert's contribution is shown
     assert "no vision weights" in browser.find_element(By.ID, "visual-note").text
     errors = [e for e in browser.get_log("browser") if e.get("level") == "SEVERE"]
     assert not errors, errors  # no script errors, no blocked (external) asset
