@@ -47,16 +47,21 @@ _QUESTION_TYPES: list[tuple[str, str]] = [
               r"payable|charge|charged|fee|fees|fare|tax|vat|tip|gratuity|discount|balance|spent|spend|owed|owe|"
               r"refund|deposit|sum)\b|[$€£]"),
     ("count", r"\bhow many\b"),
+    ("quantity", r"\b(weight|weigh|weighs|net wt|volume|size|capacity|length|width|height|depth|dimensions?|"
+                 r"how (heavy|big|large|long|tall|wide)|dose|dosage|strength|contents?|quantity|qty)\b"),
     ("time", r"\bwhat time\b|\b(at what time|opening hours|hours|o'clock|departs? at|arrives? at)\b"),
     ("date", r"\b(when|date|dated|day|expire|expires|expiry|expiration|due|valid|until|deadline|born|issued|"
              r"birthday|year)\b"),
     ("code", r"\b(number|no|num|code|id|ref|reference|tracking|serial|isbn|sku|seat|gate|platform|room|"
              r"flight|account|zip|postcode|postal code|row|table|aisle|track|terminal|booking|confirmation|"
              r"order|ticket|member|policy|plate|licen[cs]e|batch|lot|model)\b"),
-    ("name", r"\b(who|whom|whose|name|named|called|author|wrote|written|sender|recipient|addressee|customer|"
-             r"company|shop|store|restaurant|business|brand|title|publisher|issuer|signed|passenger|patient|"
-             r"doctor|prescriber|pharmacy|manager|cashier|server|host|owner|holder|guest|speaker|artist|band|"
-             r"venue|city|town|country|street|address|where)\b"),
+    ("name", r"\b(who|whom|whose|name|named|called|surname|forename|"
+             r"author|wrote|written|sender|recipient|addressee|customer|client|applicant|member|employee|student|"
+             r"passenger|patient|doctor|physician|prescriber|pharmacist|manager|cashier|server|waiter|host|owner|"
+             r"holder|guest|speaker|artist|band|performer|driver|tenant|buyer|seller|payee|payer|contact|person|"
+             r"signed|company|firm|shop|store|restaurant|cafe|hotel|bank|business|brand|maker|manufacturer|"
+             r"supplier|provider|vendor|merchant|publisher|issuer|organi[sz]er|organi[sz]ation|title|venue|"
+             r"place|city|town|country|street|address|destination|where)\b"),
 ]
 
 #: which candidate kinds answer which question type
@@ -70,12 +75,20 @@ _TYPE_KINDS: dict[str, tuple[str, ...]] = {
     "date": ("date", "time"),
     "code": ("code", "integer", "number"),
     "name": ("name", "cell", "line"),
+    "quantity": ("quantity", "number", "integer", "cell"),
 }
+#: questions after whoever issued the document: its first lines name it (a shop's receipt, a brand's label)
+_ISSUER = re.compile(r"\b(company|firm|shop|store|restaurant|cafe|café|hotel|bank|business|brand|maker|manufacturer|"
+                     r"supplier|provider|vendor|merchant|issuer|pharmacy|clinic|hospital|school|library|"
+                     r"organi[sz]ation|where (was|were|is|are) (this|these|it|they) (bought|purchased|from|made))\b")
 
 _STOP = set("""a an the this that these those is are was were be been am do does did of on in at to for from by
 with and or what which who whom whose how when where why it its it's there here please tell me i my you your we our
 they their can could would should will shall may might must say says said shown show written printed on image
-picture photo document page much many""".split())
+picture photo document page much many
+receipt menu ticket form card bill invoice sign label poster letter note flyer leaflet brochure cover book
+package parcel box bottle screen screenshot sticker tag""".split())
+"""The question words above name the document, not a field of it ("the total on this receipt")."""
 #: words that name the kind of answer rather than the field: they count, but less
 _TYPE_WORDS = set("""number no num code id name date time amount price cost costs total value""".split())
 #: standard field-name synonyms (question word -> label words that mean the same)
@@ -118,18 +131,32 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
                         rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}\s*,?\s+\d{{2,4}}\b|"
                         rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?\s*,?\s+\d{{4}}\b|\b{_MONTH}\s+\d{{4}}\b",
                         re.IGNORECASE)),
-    ("time", re.compile(r"\b\d{1,2}[:.]\d{2}(?:\s?[ap]\.?m\.?)?(?![\d.])|\b\d{1,2}\s?[ap]\.?m\b\.?", re.IGNORECASE)),
+    ("time", re.compile(r"\b\d{1,2}:[0-5]\d(?:\s?[ap]\.?m\.?)?(?![\d.:])|\b\d{1,2}\.[0-5]\d\s?[ap]\.?m\b\.?|"
+                        r"\b\d{1,2}\s?[ap]\.?m\b\.?", re.IGNORECASE)),
     ("phone", re.compile(r"(?<![\w.])\+?\(?\d{2,4}\)?(?:[\s.-]?\d{2,4}){2,4}(?![\w.])")),
     ("money", re.compile(r"[$€£]\s?\d[\d,]*(?:\.\d{1,2})?|(?<![\w.:/-])\d{1,3}(?:,\d{3})*\.\d{2}(?![\w.])|"
                          r"(?<![\w.:/-])\d+\.\d{2}(?![\w.])|(?<![\w.])\d+,\d{2}(?![\w,])")),
     ("code", re.compile(r"(?<![\w-])(?=[A-Za-z0-9#/-]*\d)(?=[A-Za-z0-9#/-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9#/-]*"
                         r"[A-Za-z0-9](?![\w-])|(?<![\w-])\d{3,}(?:-\d+)+(?![\w-])|(?<![\w.])#\s?\d+")),
+    ("quantity", re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?\s?(?:kg|g|mg|mcg|µg|ml|l|cl|dl|oz|fl oz|lb|lbs|cm|mm|m|km|"
+                            r"in|ft|%|pcs|pieces|tablets|capsules|caps|tabs|sheets|rolls|servings)(?![\w])",
+                            re.IGNORECASE)),
     ("number", re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w]|[.,]\d)")),
     ("name", re.compile(r"\b[A-Z][A-Za-z'’.-]*\.?(?:[ ]+(?:[A-Z][A-Za-z'’.-]*|de|van|von|da|di|le|la|du|of|the|and|&))"
                         r"{0,4}[ ]+[A-Z][A-Za-z'’-]+\b|\b[A-Z][a-z]{2,}\b")),
 ]
 #: a small preference among equally labelled spans: the most specific kind of span first
 _KIND_PRIOR = {"name": 0.3, "cell": 0.15, "line": 0.0}
+_ISSUER_PRIOR = (1.0, 0.5)
+#: words beside a value that do not label it
+_UNITS = set("eur usd gbp chf jpy cad aud sek nok dkk pln czk inr cny rmb kr eu us uk each ea per pcs pc x incl "
+             "excl net gross kg g mg ml l cl oz lb lbs".split())
+_RANGE = re.compile(r"\s*(?:-|–|—|to|until|till)\s*")
+_END_WORDS = re.compile(r"\b(close|closes|closing|closed|end|ends|ending|finish|finishes|until|till|last|latest|"
+                        r"arrive|arrives|arrival|return|returns|check-?out|expire|expires|expiry)\b")
+_START_WORDS = re.compile(r"\b(open|opens|opening|start|starts|starting|begin|begins|from|first|earliest|depart|"
+                          r"departs|departure|leave|leaves|check-?in|issued|valid from)\b")
+_PATTERNS_BY_KIND = dict(_PATTERNS)
 _CELL_SPLIT = re.compile(r"\s+\|\s+|\s{2,}|\t")
 _LABEL_SPLIT = re.compile(r"\s*[:=]\s+|\s*:\s*$")
 _WORD = re.compile(r"[a-z0-9#]+(?:['’-][a-z0-9]+)*")
@@ -249,7 +276,7 @@ def candidates(text: str) -> list[Candidate]:
                     if kind == "name" and (span.isdigit() or len(span) < 2):
                         continue
                     rest = (cell[:m.start()] + " " + cell[m.end():]).strip(" :|-")
-                    label = rest if _words(rest) else others
+                    label = rest if [w for w in _words(rest) if w not in _UNITS] else others
                     if kind == "number":
                         kind_ = "integer" if span.isdigit() else "number"
                     else:
@@ -278,6 +305,22 @@ def candidates(text: str) -> list[Candidate]:
         if key not in best:
             best[key] = c
     return list(best.values())
+
+
+def _range_ends(question: str, text: str) -> dict[str, float]:
+    """For "When does it close?" on "Open 10:00 - 22:30": a bonus for the end of a printed range (the start for
+    "When does it open?"). ``{span: bonus}``; empty when the question names neither end."""
+    q = question.lower()
+    end, start = bool(_END_WORDS.search(q)), bool(_START_WORDS.search(q))
+    if end == start:
+        return {}
+    bonus: dict[str, float] = {}
+    for kind in ("time", "date"):
+        pattern = _PATTERNS_BY_KIND[kind].pattern
+        for m in re.finditer(rf"({pattern})(?:{_RANGE.pattern})({pattern})", text, re.IGNORECASE):
+            first, second = m.group(1).strip(), m.group(2).strip()  # the patterns have no groups of their own
+            bonus[second if end else first] = 2.0
+    return bonus
 
 
 def _mostly_letters(text: str) -> bool:
@@ -327,8 +370,13 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
         lm = list(scorer([c.text for c in scored]))
         for c, s in zip(scored, lm):
             c.lm_score = float(s)
+    ends = _range_ends(question, text) if qtype in ("time", "date") else {}
+    issuer = qtype == "name" and bool(_ISSUER.search(question.lower()))
+    first_line = min((c.line for c in pool), default=0)
     for c in scored:
-        prior = _KIND_PRIOR.get(c.kind, 0.0) - 0.01 * c.line
+        prior = _KIND_PRIOR.get(c.kind, 0.0) - 0.01 * c.line + ends.get(c.text, 0.0)
+        if issuer and c.line - first_line < 2:
+            prior += _ISSUER_PRIOR[c.line - first_line]
         c.score = label_weight * c.label_score + prior + (c.lm_score if c.lm_score is not None else 0.0)
     scored.sort(key=lambda c: -c.score)
     best = scored[0]

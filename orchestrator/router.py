@@ -6,7 +6,10 @@ Policies:
 * an explicit list (or ``"ocr,detection"``) — exactly those (unknown names raise :class:`UnknownExpertError`);
 * ``"auto"`` — fast keyword rules on the question (text / price / read → OCR; count / where / is there →
   detection; describe → caption; who / when / facts → search). Experts without a rule (your own) are always
-  consulted; when no rule matches, the image experts OCR and caption take a general look;
+  consulted; when no rule matches, the image experts OCR and caption take a general look. The reading expert
+  (``reader``, OCR) is consulted for every question about an image except those only its pixels answer
+  (counting, describing: ``visual_only``) — what is printed on an image answers many questions no keyword
+  names ("When was this purchase made?"), and search or detection may add to it, never replace it;
 * ``"model"`` — the language model itself judges each expert: for "Would <expert description> help answer
   <question>? yes or no" it compares the next-token log-probabilities of yes and no. The score is calibrated
   against the same prompt with an empty question (contextual calibration), which removes the constant yes/no bias
@@ -51,6 +54,9 @@ AUTO_RULES: list[tuple[str, str, str]] = [
      "the question needs knowledge beyond the image"),
 ]
 AUTO_FALLBACK = ("ocr", "caption")
+#: questions only the image's pixels answer (counting, describing): the reading expert is not added to them
+AUTO_VISUAL_ONLY = (r"\b(how many|count|counting|number of (people|persons|objects|cars|animals)|describe|description|"
+                    r"caption|scene|what is happening|what's happening|what is going on|colou?rs?|look like)\b")
 
 _YES = ("Yes", "yes", " Yes", " yes", "YES")
 _NO = ("No", "no", " No", " no", "NO")
@@ -95,12 +101,15 @@ class ExpertRouter:
 
     def __init__(self, policy: str | Iterable[str] | None = "auto", *,
                  rules: Sequence[tuple[str, str, str]] | None = None, fallback: Sequence[str] = AUTO_FALLBACK,
-                 threshold: float = 0.5, calibrate: bool = True):
+                 threshold: float = 0.5, calibrate: bool = True, reader: str | None = "ocr",
+                 visual_only: str = AUTO_VISUAL_ONLY):
         self.policy = parse_policy(policy)
         self.rules = [(name, re.compile(pattern, re.IGNORECASE), why) for name, pattern, why in (rules or AUTO_RULES)]
         self.fallback = tuple(fallback)
         self.threshold = threshold
         self.calibrate = calibrate
+        self.reader = reader
+        self.visual_only = re.compile(visual_only, re.IGNORECASE)
 
     def __repr__(self) -> str:
         return f"ExpertRouter(policy={self.policy!r})"
@@ -173,6 +182,13 @@ class ExpertRouter:
                     break
             else:
                 reasons[e.name] = "no rule matched the question"
+        reader = next((e for e in usable if e.name == self.reader), None)
+        if matched_any and reader is not None and reader.name not in chosen \
+                and not self.visual_only.search(question):
+            # a question about an image may be answered by what is printed on it ("When was this purchase made?",
+            # "Where was this bought?"): search and detection add to reading, never replace it
+            chosen.insert(0, reader.name)
+            reasons[reader.name] = "a question about the image: what is printed on it may answer it"
         if not matched_any:
             for e in usable:
                 if e.name in self.fallback and e.name not in chosen:

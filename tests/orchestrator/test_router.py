@@ -43,9 +43,12 @@ def test_all_none_explicit():
     ("What is the total on this receipt?", {"ocr"}),
     ("What does the sign say?", {"ocr"}),
     ("How many people are in this picture?", {"detection", "caption"}),
-    ("Is there a dog?", {"detection"}),
+    ("Is there a dog?", {"ocr", "detection"}),  # an image question: reading adds to detection
     ("Describe the scene.", {"caption"}),
-    ("Who founded this company?", {"local_search", "web_search"}),
+    ("Who founded this company?", {"ocr", "local_search", "web_search"}),
+    # questions no OCR keyword names but the printed text answers: reading is added, search/detection add to it
+    ("When was this purchase made?", {"ocr", "local_search", "web_search"}),
+    ("Where was this bought?", {"ocr", "detection"}),
     ("Hmm?", {"ocr", "caption"}),  # nothing matched: a general look at the image
     # what is printed on a cover, ticket or card: OCR always, search may add to it (issue 13: "Who wrote this
     # book?" went to search alone and the model invented an author)
