@@ -92,7 +92,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                         "product_label, sign, form, book_cover, utility_bill; test: invoice, shipping_label, "
                         "business_card, poster; holdout: prescription, parking_ticket, library_card)")
     s.add_argument("--kinds", default=None, metavar="A,B",
-                   help="generate only these kinds (comma-separated; any split)")
+                   help="generate only these kinds (comma-separated; with --split, kinds of that split)")
     s.add_argument("--per-kind", type=int, default=3, metavar="N", help="documents per kind (default 3)")
     s.add_argument("--seed", type=int, default=0, metavar="S",
                    help="first document seed (default 0; seeds S..S+N-1, within 0..999 — training uses 10000+)")

@@ -148,13 +148,19 @@ def _item(path: Path, n: int, line: str) -> EvalItem:
 
 def generated_eval_set(split: str | None = "test", *, kinds: Sequence[str] | None = None, per_kind: int = 3,
                        seed: int = 0, out_dir: str | Path | None = None) -> Path:
-    """Render a set of ``training.documents`` (the kinds of ``split``, or ``kinds``; ``per_kind`` documents from
+    """Render a set of ``training.documents`` (the kinds of ``split``, or ``kinds`` — within ``split`` if both are
+    given; ``per_kind`` documents from
     ``seed``) into ``out_dir`` — default: a directory under the lav2 cache named by the arguments and the
     generator's source hash — and return its ``questions.jsonl``."""
     from training import documents
 
     try:
         chosen = tuple(kinds) if kinds else documents.kinds_of(split or "test")
+        if kinds and split:
+            outside = [k for k in chosen if k in documents.ALL_KINDS and k not in documents.kinds_of(split)]
+            if outside:
+                raise EvalError(f"{', '.join(outside)} not in the {split} split "
+                                f"({', '.join(documents.kinds_of(split))}): drop --split to choose kinds of any split")
         if out_dir is None:
             from core_model.loading import cache_dir
 

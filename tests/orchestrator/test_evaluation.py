@@ -148,6 +148,8 @@ def test_data_directory_and_option_conflicts(tmp_path, capsys):
     assert "unknown answer mode" in capsys.readouterr().err
     assert main(["eval", "--kinds", "invoice,passport", *FAST]) == 2
     assert "passport" in capsys.readouterr().err
+    assert main(["eval", "--split", "test", "--kinds", "invoice,receipt", *FAST]) == 2
+    assert "receipt not in the test split" in capsys.readouterr().err
     assert main(["eval", "--split", "dev", "--seed", "999", "--per-kind", "2", *FAST]) == 2
     assert "eval seeds" in capsys.readouterr().err
     # a directory with a questions.jsonl, a single answer as a string, relative image paths
