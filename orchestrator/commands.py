@@ -79,11 +79,36 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _pipeline_args(p)
     p.set_defaults(func=cmd_batch)
 
-    p = sub.add_parser("eval", help="visual-QA accuracy with experts vs. without, on the repo's eval set",
-                       description="Asks every question of examples/eval/questions.jsonl twice (experts routed by "
-                                   "--experts, and no experts) and prints both accuracies.")
-    p.add_argument("--set", dest="eval_set", default=None, help="questions JSONL (default: examples/eval)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p = sub.add_parser("eval", help="visual-QA accuracy per document kind, with experts (per answer mode) and "
+                                    "without",
+                       description="Asks every question of an eval set once per variant — with experts (routed by "
+                                   "--experts) in each --modes answer mode, and with no experts (the baseline) — and "
+                                   "prints a table per kind x variant. Sets: the shipped examples/eval (default), a "
+                                   "generated split of rendered documents (--split/--kinds), or your own JSONL "
+                                   "(--data).")
+    s = p.add_argument_group("which questions")
+    s.add_argument("--split", choices=["dev", "test", "holdout", "all"], default=None,
+                   help="generate rendered documents of this split's kinds (dev: receipt, menu, ticket, "
+                        "product_label, sign, form, book_cover, utility_bill; test: invoice, shipping_label, "
+                        "business_card, poster; holdout: prescription, parking_ticket, library_card)")
+    s.add_argument("--kinds", default=None, metavar="A,B",
+                   help="generate only these kinds (comma-separated; with --split, kinds of that split)")
+    s.add_argument("--per-kind", type=int, default=3, metavar="N", help="documents per kind (default 3)")
+    s.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="first document seed (default 0; seeds S..S+N-1, within 0..999 — training uses 10000+)")
+    s.add_argument("--docs-dir", default=None, metavar="DIR",
+                   help="write the generated documents here (default: a directory in the lav2 cache)")
+    s.add_argument("--data", default=None, metavar="DIR_OR_JSONL",
+                   help="your own set: a JSONL of {image, question, answers[, id, kind]} per line (image paths "
+                        "relative to the file) or a directory with questions.jsonl")
+    s.add_argument("--set", dest="eval_set", default=None, help=argparse.SUPPRESS)  # the old name of --data
+    s.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--modes", default=None, metavar="M,N",
+                   help="answer modes to measure with experts, comma-separated from generate, extract, auto "
+                        "(sent as the pipeline input's answer_mode; default: the pipeline's own mode only)")
+    p.add_argument("--html", default=None, metavar="FILE",
+                   help="also write a self-contained HTML report (thumbnails, questions, expert context, every "
+                        "variant's answer, right/wrong)")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--details", action="store_true", help="print every answer")
     _pipeline_args(p, default_tokens=48)
@@ -321,12 +346,36 @@ def _ray_bulk(args: argparse.Namespace, workers: int) -> Any:
 
 # ------------------------------------------------------------------------------------------------ eval
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import DEFAULT_EVAL_SET, evaluate, format_report, load_eval_set
+    from .errors import EvalError
+    from .evaluation import DEFAULT_EVAL_SET, evaluate, format_report, generated_eval_set, load_eval_set, \
+        variants_for, write_html
 
-    items = load_eval_set(args.eval_set or DEFAULT_EVAL_SET, args.limit)
+    data = args.data or args.eval_set
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()] if args.modes else None
+    generated = args.split is not None or kinds is not None
+    if data and generated:
+        raise EvalError("use either --data (your own set) or --split/--kinds (generated documents), not both")
+    if args.docs_dir and not generated:
+        raise EvalError("--docs-dir is where --split/--kinds documents are generated: add --split or --kinds")
+    if args.per_kind < 1:
+        raise EvalError(f"--per-kind must be at least 1, got {args.per_kind}")
+    if args.experts != "none" or modes:
+        variants_for(args.experts, modes)  # bad modes or policy: fail before loading anything
+    if generated:
+        path = generated_eval_set(args.split, kinds=kinds, per_kind=args.per_kind, seed=args.seed,
+                                  out_dir=args.docs_dir)
+        source = (f"{args.split or 'kinds'} ({','.join(kinds) if kinds else 'all kinds'}), {args.per_kind}/kind "
+                  f"from seed {args.seed}: {path}")
+    else:
+        path = Path(data) if data else DEFAULT_EVAL_SET
+        source = str(path)
+    items = load_eval_set(path, args.limit)
     pipeline = build_pipeline(args)
-    policy = args.experts
-    report = evaluate(pipeline, items, policy=policy)
+    report = evaluate(pipeline, items, policy=args.experts, modes=modes, source=source)
+    if args.html:
+        out = write_html(report, args.html)
+        print(f"wrote {out}", file=sys.stderr)
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:

@@ -14,3 +14,12 @@ class UnknownExpertError(OrchestratorError, ValueError):
 
 class BatchInputError(OrchestratorError, ValueError):
     """A batch input or output file that cannot be used (names the file and line)."""
+
+
+class EvalError(OrchestratorError, ValueError):
+    """``lav2 eval`` options that cannot work together (the message says which to change)."""
+
+
+class EvalDataError(EvalError):
+    """An evaluation set that cannot be used: missing file, bad JSON, a row without image/question/answers, or an
+    image that does not exist (names the file and line)."""
