@@ -302,11 +302,13 @@ class AdapterV2Model:
 
     @torch.inference_mode()
     def continuation_logprobs(self, prompt: str, continuations: Sequence[str], image: Any | None = None,
-                              *, max_batch: int = 64) -> list[list[float]]:
+                              *, max_tokens: int = 512) -> list[list[float]]:
         """Per-token log-probabilities of each continuation after one prompt: ``[[logp(tok) ...] ...]``.
 
-        The prompt is prefilled once; all continuations then run as one batch on that shared prefix (its keys and
-        values are copied to every row), ``max_batch`` rows at a time. Equal, up to float rounding, to scoring
+        The prompt is prefilled once. The continuations then run packed into one sequence after it — no padding:
+        each attends to the prompt and to its own earlier tokens only (a block-diagonal mask) and sits at the
+        positions it would have alone — ``max_tokens`` continuation tokens per forward; the output head runs
+        only on the positions that predict a continuation token. Equal, up to float rounding, to scoring
         ``prompt + continuation`` one by one. Continuations are tokenised as plain text (special-token parsing
         off) after the prompt's tokens, so what is scored is exactly the text given. Runs on the engine thread
         between decode steps. An empty continuation scores ``[]``.
@@ -319,39 +321,55 @@ class AdapterV2Model:
         conts = [list(self.tokenizer.encode(c, bos=False, parse_special=False)) if c else [] for c in continuations]
         width = max((len(c) for c in conts), default=0)
         limit = self.config.max_seq_len
-        if len(prompt_ids) + width > limit:
+        P = len(prompt_ids)
+        if P + width > limit:
             from .errors import ContextLengthError
 
-            raise ContextLengthError(f"prompt ({len(prompt_ids)} tokens) + longest continuation ({width}) exceed the "
-                                     f"model's context of {limit} tokens")
+            raise ContextLengthError(f"prompt ({P} tokens) + longest continuation ({width}) exceed the model's "
+                                     f"context of {limit} tokens")
         visual = self._visual([image], 1) if image is not None else None
-        P = len(prompt_ids)
+        chunks: list[list[int]] = []  # indices of continuations packed into one forward
+        size = 0
+        for i, c in enumerate(conts):
+            if not c:
+                continue
+            if chunks and size + len(c) <= max(max_tokens, width) and chunks[-1]:
+                chunks[-1].append(i)
+                size += len(c)
+            else:
+                chunks.append([i])
+                size = len(c)
 
         def forward() -> list[list[float]]:
             dev = self.device
-            cache = KVCache(self.config, 1, P + max(width, 1), dev, self.dtype)
+            longest_chunk = max((sum(len(conts[i]) for i in ch) for ch in chunks), default=1)
+            cache = KVCache(self.config, 1, P + longest_chunk, dev, self.dtype)
             tokens = torch.tensor([prompt_ids], dtype=torch.long, device=dev)
             first = torch.log_softmax(self.llm(tokens, visual, cache=cache, last_only=True)[0, -1].float(), dim=-1)
             out: list[list[float]] = [[] for _ in conts]
-            todo = [i for i, c in enumerate(conts) if c]
-            for lo in range(0, len(todo), max_batch):
-                rows = todo[lo:lo + max_batch]
-                n, L = len(rows), max(len(conts[i]) for i in rows)
-                batch_cache = KVCache(self.config, n, P + L, dev, self.dtype)
-                for src, dst in zip(cache.layers, batch_cache.layers):
-                    dst.k[:, :, :P] = src.k[:, :, :P]
-                    dst.v[:, :, :P] = src.v[:, :, :P]
-                    dst.prompt_kv = {key: (k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1))
-                                     for key, (k, v) in src.prompt_kv.items()}
-                ids = torch.full((n, L), self.tokenizer.pad_id, dtype=torch.long)
-                for r, i in enumerate(rows):  # right-padded: causal attention keeps the padding out of the real tokens
-                    ids[r, :len(conts[i])] = torch.tensor(conts[i], dtype=torch.long)
-                ids = ids.to(dev)
-                logp = torch.log_softmax(self.llm(ids, visual, start=P, cache=batch_cache).float(), dim=-1)
-                for r, i in enumerate(rows):
+            for chunk in chunks:
+                ids, pos, need, spans = [], [], [], []
+                for i in chunk:
+                    start = len(ids)
+                    ids += conts[i]
+                    pos += range(P, P + len(conts[i]))
+                    need += range(start, start + len(conts[i]) - 1)  # position j predicts token j + 1
+                    spans.append((i, start, len(ids)))
+                T = len(ids)
+                mask = torch.zeros(T, P + T, dtype=torch.bool)
+                mask[:, :P] = True
+                for _, s, e in spans:
+                    mask[s:e, P + s:P + e] = torch.ones(e - s, e - s, dtype=torch.bool).tril()
+                hidden = self.llm(torch.tensor([ids], device=dev), visual, start=P,
+                                  positions=torch.tensor([pos], device=dev), cache=cache,
+                                  attn_mask=mask.to(dev)[None, None], return_hidden=True)[0]
+                rows = {j: r for r, j in enumerate(need)}
+                logp = (torch.log_softmax(self.llm.output_logits(hidden[need]).float(), dim=-1)
+                        if need else None)
+                for i, s, e in spans:
                     c = conts[i]
                     scores = [float(first[c[0]])]
-                    scores += [float(logp[r, j - 1, c[j]]) for j in range(1, len(c))]
+                    scores += [float(logp[rows[s + j - 1], c[j]]) for j in range(1, len(c))]  # type: ignore[index]
                     out[i] = scores
             return out
 

@@ -46,7 +46,7 @@ def test_continuation_logprobs_in_chunks_equal_one_batch():
     perturb_adapters(model.llm, seed=2)
     conts = [f"candidate {i} " * (1 + i % 3) for i in range(7)]
     one = model.continuation_logprobs(PROMPT, conts)
-    chunked = model.continuation_logprobs(PROMPT, conts, max_batch=2)
+    chunked = model.continuation_logprobs(PROMPT, conts, max_tokens=5)
     for a, b in zip(one, chunked):
         assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-5
 
