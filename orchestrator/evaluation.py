@@ -174,11 +174,14 @@ def generated_eval_set(split: str | None = "test", *, kinds: Sequence[str] | Non
 
 # ============================================================================================ scoring
 def is_correct(prediction: str, answers: Sequence[str]) -> bool:
-    """Any accepted answer occurs in ``prediction`` as a whole word/number (case-insensitive)."""
+    """Any accepted answer occurs in ``prediction`` as a whole word/number (case-insensitive). A number may carry
+    a unit ("90" is in "90g" and "90 g", not in "900" or "90.5")."""
     text = prediction.lower()
     for answer in answers:
-        a = re.escape(answer.lower().strip())
-        if re.search(rf"(?<![\w.]){a}(?![\w]|\.\d)", text):
+        raw = answer.lower().strip()
+        a = re.escape(raw)
+        after = r"(?![\d]|[.,]\d)" if re.fullmatch(r"[\d.,:/-]*\d", raw) else r"(?![\w]|\.\d)"
+        if re.search(rf"(?<![\w.]){a}{after}", text):
             return True
     return False
 

@@ -101,6 +101,8 @@ def test_eval_scoring_is_whole_word():
     assert is_correct("The total on this receipt is 18.55.", ["18.55"])
     assert not is_correct("It is 118.55", ["18.55"]) and not is_correct("18.556", ["18.55"])
     assert is_correct("There are 4 people.", ["4", "four"]) and not is_correct("14 people", ["4"])
+    assert is_correct("90g", ["90"]) and is_correct("Net wt 90 g", ["90"]) and not is_correct("900 g", ["90"])
+    assert not is_correct("90.5", ["90"]) and not is_correct("90,5 kg", ["90"])
     assert is_correct('The sign says "EMERGENCY EXIT"', ["exit"]) and not is_correct("exiting", ["exit"])
 
 
