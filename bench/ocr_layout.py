@@ -12,7 +12,7 @@ A pair counts as kept when one output line contains both the label and the value
 CER is :func:`tools.ocr.character_error_rate` against the reference (reading order matters, blank lines and
 cell separators do not). Time is the wall time of ``OCRTool.read`` per document (one OpenMP thread).
 
-    python bench/ocr_layout.py [--n 40] [--seed 0] [--configs lines,rows] [--json] [--show NAME]
+    python bench/ocr_layout.py [--n 40] [--seed 0] [--configs lines-plain,rows] [--json] [--show NAME]
 """
 from __future__ import annotations
 
@@ -35,8 +35,12 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from tools.ocr import CELL_SEPARATOR, OCRTool, character_error_rate  # noqa: E402
 
 CONFIGS: dict[str, dict[str, Any]] = {
+    "lines-plain": {"layout": "lines", "deskew": False, "denoise": False},  # the OCR before the rows layout
+    "rows-plain": {"layout": "rows", "deskew": False, "denoise": False},
+    "rows-deskew": {"layout": "rows", "deskew": True, "denoise": False},
+    "rows-denoise": {"layout": "rows", "deskew": False, "denoise": True},
+    "rows": {},  # the defaults: rows + deskew + denoise
     "lines": {"layout": "lines"},
-    "rows": {"layout": "rows"},
 }
 
 FONTS = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf"]
@@ -219,7 +223,8 @@ def examples() -> list[dict[str, Any]]:
     images = REPO / "examples" / "eval" / "images"
     for i, r in enumerate(mod.EVAL_RECEIPTS, 1):
         ref, pairs = receipt(r)
-        docs.append({"name": f"receipt_{i}.png", "image": images / f"receipt_{i}.png", "reference": ref, "pairs": pairs})
+        docs.append({"name": f"receipt_{i}.png", "image": images / f"receipt_{i}.png", "reference": ref,
+                     "pairs": pairs})
     for name, lines, _question, _answers in mod.SIGNS:
         docs.append({"name": name, "image": images / name, "reference": "\n".join(lines), "pairs": []})
     for name, fields, _question, _answers in mod.FORMS:
