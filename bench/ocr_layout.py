@@ -44,6 +44,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "rows-deskew": {"layout": "rows", "deskew": True, "denoise": False},
     "rows-denoise": {"layout": "rows", "deskew": False, "denoise": True},
     "rows": {},  # the defaults: rows + deskew + denoise
+    "rows-psm11": {"psm": 11},  # sparse text: no reading order from Tesseract, the rows layout makes one
+    "rows-psm6": {"psm": 6},
     "lines": {"layout": "lines"},
 }
 

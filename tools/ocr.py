@@ -79,6 +79,9 @@ _DENOISE_SCALE = 2.0  # the denoised read is at least this much upscaled ...
 _DENOISE_MEDIAN = 5  # ... and median-filtered with this window (px of the upscaled image)
 _DESKEW_MIN_DEG = 1.0  # slopes under this are left to Tesseract
 _QUALITY_MIN_CONF = 50.0  # words counted by _quality
+_DOUBTFUL_HEIGHT = 1.8  # a doubtful word this many median word heights tall has swallowed text: re-read its band
+_MAX_RECOVERED = 3  # at most this many such bands per image
+_ROWS_MIN_CONF = 40.0  # the rows layout leaves out words under this confidence (bench: all 38 such were garbage)
 
 
 class OCRInput(BaseModel):
@@ -272,6 +275,8 @@ class OCRTool(ExpertTool):
                              _quality(again))
                 if _quality(again) > _quality(read.words):
                     read.words, read.rotation = _rotate_words(again, -angle, rotated.size, gray.size), angle
+        if self.layout == "rows" and read.words:
+            self._recover_doubtful_regions(gray, read, affordable)
         words, scale, psm = read.words, read.scale, read.psm
         lines = _group_lines(words)
         rows = _build_rows(words)
@@ -314,6 +319,45 @@ class OCRTool(ExpertTool):
                          _mean_conf(rows))
             if _mean_conf(rows) > _mean_conf(read.words) + _PSM_SWITCH_CONF:
                 read.words, read.psm = rows, 4
+
+    def _recover_doubtful_regions(self, gray: Image.Image, read: _Read, affordable: Callable[..., bool]) -> None:
+        """Tesseract sometimes swallows text lines into one tall, doubtful "word" (a barcode and the row above it,
+        two staggered lines of a side column): each such word's band — from the nearest confident word on its left
+        to the nearest on its right — is read again as one block (psm 6), and its confident words that overlap no
+        confident word already read replace it. At most _MAX_RECOVERED regions, within ``max_seconds``."""
+        words = read.words
+        median_h = statistics.median(_height(w["box"]) for w in words)
+        doubtful = [w for w in words if w["conf"] < _ROWS_MIN_CONF and _height(w["box"]) > _DOUBTFUL_HEIGHT * median_h]
+        doubtful.sort(key=lambda w: -(w["box"][2] - w["box"][0]) * _height(w["box"]))
+        confident = [w for w in words if w["conf"] >= _ROWS_MIN_CONF]
+        done: list[list[int]] = []
+        for n, word in enumerate(doubtful):
+            if len(done) >= _MAX_RECOVERED:
+                break
+            if any(_overlap(word["box"], r) > 0.5 * _area(word["box"]) for r in done):
+                continue  # inside a band already read again (a barcode Tesseract cut into several "words")
+            x1, y1, x2, y2 = word["box"]
+            band = [w for w in confident if y1 <= _centre(w["box"])[1] <= y2]
+            left = max((w["box"][2] for w in band if w["box"][2] <= x1), default=0)
+            right = min((w["box"][0] for w in band if w["box"][0] >= x2), default=gray.width)
+            pad = round(median_h / 2)
+            region = (left, max(0, y1 - pad), right, min(gray.height, y2 + pad))
+            area = (region[2] - region[0]) * (region[3] - region[1])
+            if area <= 0 or not affordable(read.scale, max(0.25, area / (gray.width * gray.height))):
+                break
+            done.append(list(region))
+            found = self._recognise(gray.crop(region), read.scale, 6, median=read.median)
+            new = []
+            for w in found:
+                bx = [w["box"][0] + region[0], w["box"][1] + region[1], w["box"][2] + region[0], w["box"][3] + region[1]]
+                if (w["conf"] >= _QUALITY_MIN_CONF and any(ch.isalnum() for ch in w["text"])
+                        and not any(_overlap(bx, c["box"]) > 0.3 * _area(bx) for c in confident)):
+                    new.append({**w, "box": bx, "line_key": [-1 - n, *w["line_key"][1:]]})
+            logger.debug("doubtful word %r at %s: re-read of band %s found %s", word["text"], word["box"], region,
+                         [w["text"] for w in new])
+            if new:
+                read.words = [w for w in read.words if w is not word] + new
+                confident += new
 
     def _affordable(self, started: float, first_read: float, relative_cost: float) -> bool:
         """May an optional re-read costing about ``relative_cost`` first reads (``first_read`` seconds) start
@@ -550,6 +594,14 @@ def _height(box: list[int]) -> int:
     return max(box[3] - box[1], 1)
 
 
+def _area(box: list[int]) -> int:
+    return max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
+
+
+def _overlap(a: list[int], b: list[int]) -> int:
+    return max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
+
+
 def _union(boxes: list[list[int]]) -> list[int]:
     return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
 
@@ -711,9 +763,11 @@ def _layout_rows(rows: list[dict[str, Any]], depth: int = 0) -> list[list[dict[s
 def _build_rows(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Words (any reading order) → visual rows in reading order, each with text, cells, box, height, conf and
     ``region`` (rows of one region are read together; a two-column stretch gives one region per column).
-    Words without a letter or digit and under 50% confidence are left out."""
-    # lone marks with no letter or digit that Tesseract itself doubts are grain or rules, not text
-    words = [w for w in words if w["conf"] >= _QUALITY_MIN_CONF or any(ch.isalnum() for ch in w["text"])]
+    Words under _ROWS_MIN_CONF (40%) confidence, and those without a letter or digit under 50%, are left out."""
+    # what Tesseract itself doubts is mostly not text: leader dots read as "eee", barcodes as "HULK", grain; and
+    # lone marks with no letter or digit under 50% are rules and specks
+    words = [w for w in words if w["conf"] >= _ROWS_MIN_CONF
+             and (w["conf"] >= _QUALITY_MIN_CONF or any(ch.isalnum() for ch in w["text"]))]
     if not words:
         return []
     slope = _estimate_skew(words)
