@@ -12,7 +12,11 @@ A pair counts as kept when one output line contains both the label and the value
 CER is :func:`tools.ocr.character_error_rate` against the reference (reading order matters, blank lines and
 cell separators do not). Time is the wall time of ``OCRTool.read`` per document (one OpenMP thread).
 
-    python bench/ocr_layout.py [--n 40] [--seed 0] [--configs lines,rows] [--json] [--show NAME]
+* ``docs-dev`` (``--docs PER_KIND``) — the dev kinds of training/documents.py (never its test or holdout kinds),
+  seeds 0..PER_KIND-1; also "answer in text": how many of their questions have an accepted answer in the OCR text.
+
+    python bench/ocr_layout.py [--n 40] [--seed 0] [--configs lines-plain,rows] [--docs 5 [--documents PATH]]
+                               [--json] [--show NAME]
 """
 from __future__ import annotations
 
@@ -35,8 +39,14 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from tools.ocr import CELL_SEPARATOR, OCRTool, character_error_rate  # noqa: E402
 
 CONFIGS: dict[str, dict[str, Any]] = {
+    "lines-plain": {"layout": "lines", "deskew": False, "denoise": False},  # the OCR before the rows layout
+    "rows-plain": {"layout": "rows", "deskew": False, "denoise": False},
+    "rows-deskew": {"layout": "rows", "deskew": True, "denoise": False},
+    "rows-denoise": {"layout": "rows", "deskew": False, "denoise": True},
+    "rows": {},  # the defaults: rows + deskew + denoise
+    "rows-psm11": {"psm": 11},  # sparse text: no reading order from Tesseract, the rows layout makes one
+    "rows-psm6": {"psm": 6},
     "lines": {"layout": "lines"},
-    "rows": {"layout": "rows"},
 }
 
 FONTS = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf"]
@@ -219,7 +229,8 @@ def examples() -> list[dict[str, Any]]:
     images = REPO / "examples" / "eval" / "images"
     for i, r in enumerate(mod.EVAL_RECEIPTS, 1):
         ref, pairs = receipt(r)
-        docs.append({"name": f"receipt_{i}.png", "image": images / f"receipt_{i}.png", "reference": ref, "pairs": pairs})
+        docs.append({"name": f"receipt_{i}.png", "image": images / f"receipt_{i}.png", "reference": ref,
+                     "pairs": pairs})
     for name, lines, _question, _answers in mod.SIGNS:
         docs.append({"name": name, "image": images / name, "reference": "\n".join(lines), "pairs": []})
     for name, fields, _question, _answers in mod.FORMS:
@@ -228,6 +239,73 @@ def examples() -> list[dict[str, Any]]:
                      "reference": "\n".join(["REGISTRATION FORM", *(f"{a} {b}" for a, b in pairs)])})
     for d in docs:
         d["tags"] = ["examples"]
+    return docs
+
+
+def _documents_module(path: str | None) -> Any:
+    if path:
+        spec = importlib.util.spec_from_file_location("lav2_documents", path)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"--documents {path}: not a Python file")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["lav2_documents"] = mod  # dataclasses look their module up while the class is created
+        spec.loader.exec_module(mod)
+        return mod
+    try:
+        from training import documents
+    except ImportError as exc:
+        raise SystemExit(f"--docs: training/documents.py is not importable ({exc}); pass --documents PATH") from exc
+    return documents
+
+
+def docs_dev(per_kind: int, path: str | None) -> list[dict[str, Any]]:
+    """Dev-kind documents of training/documents.py (never its test or holdout kinds), seeds 0..per_kind-1.
+
+    The reference and the pairs come from the builder's blocks (the same seeded builder ``render`` runs): "item"
+    and side-by-side "kv" blocks are label/value pairs (stacked ones are not: the label is above its value),
+    table rows are rows, "cols" are read left then right. Questions are scored with ``answer_in_text``.
+    """
+    import random as _random
+
+    mod = _documents_module(path)
+    docs = []
+    for kind in mod.kinds_of("dev"):
+        assert kind in mod.SPLITS["dev"]
+        for seed in range(per_kind):
+            doc = mod.render(kind, seed)
+            spec = mod._BUILDERS[kind](mod._Gen(_random.Random(f"lav2-documents/{kind}/{int(seed)}")))
+            lines: list[str] = []
+            pairs: list[tuple[str, str]] = []
+
+            def walk(blocks: list[tuple], style: Any = spec.style, lines: list = lines, pairs: list = pairs) -> None:
+                for b in blocks:
+                    if b[0] in ("head", "text"):
+                        lines.append(b[1])
+                    elif b[0] == "item":
+                        lines.append(f"{b[1]} {b[2]}")
+                        pairs.append((b[1], b[2]))
+                    elif b[0] == "kv":
+                        if style.kv == "stacked":
+                            lines.extend([b[1].upper(), b[2]])
+                        else:
+                            label = b[1] if style.kv == "right" else f"{b[1]}:"
+                            lines.append(f"{label} {b[2]}")
+                            pairs.append((label, b[2]))
+                    elif b[0] == "cols":
+                        walk(b[1])
+                        walk(b[2])
+                    elif b[0] == "table":
+                        lines.append(" ".join(b[1]))
+                        for cells in b[2]:
+                            lines.append(" ".join(cells))
+                            if len(cells) >= 2:
+                                pairs.append((cells[0], cells[-1]))
+
+            walk(spec.blocks)
+            docs.append({"name": f"{kind}-{seed}", "image": doc.image, "reference": "\n".join(lines),
+                         "pairs": pairs, "questions": [(q.question, q.answers) for q in doc.questions],
+                         "answer_in_text": mod.answer_in_text,
+                         "tags": [kind, *(e.split()[0] for e in doc.effects)] or [kind]})
     return docs
 
 
@@ -246,9 +324,12 @@ def evaluate(docs: list[dict[str, Any]], config: dict[str, Any]) -> list[dict[st
         result = tool.read(image)
         seconds = time.perf_counter() - start
         text = result["text"] if result["words"] else ""
+        questions = doc.get("questions", [])
+        found = sum(doc["answer_in_text"](answers, text) for _, answers in questions) if questions else 0
         out.append({"name": doc["name"], "tags": doc["tags"], "cer": character_error_rate(doc["reference"], text),
                     "pairs": len(doc["pairs"]), "kept": pairs_kept(text, doc["pairs"]), "seconds": seconds,
-                    "text": text})
+                    "questions": len(questions), "answers_found": found, "text": text,
+                    **{k: result.get(k) for k in ("psm", "scale", "median_filter", "rotation", "mean_conf")}})
     return out
 
 
@@ -258,6 +339,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "cer_median": statistics.median(r["cer"] for r in rows),
             "pairs_kept": sum(r["kept"] for r in rows), "pairs": pairs,
             "pair_rate": sum(r["kept"] for r in rows) / pairs if pairs else float("nan"),
+            "questions": sum(r["questions"] for r in rows), "answers_found": sum(r["answers_found"] for r in rows),
             "seconds_mean": statistics.fmean(r["seconds"] for r in rows),
             "seconds_max": max(r["seconds"] for r in rows)}
 
@@ -267,6 +349,10 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=40, help="generated documents (default 40)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, from {', '.join(CONFIGS)}")
+    parser.add_argument("--docs", type=int, default=0, metavar="PER_KIND",
+                        help="also PER_KIND documents of each dev kind of training/documents.py")
+    parser.add_argument("--documents", default=None, metavar="PATH",
+                        help="load training/documents.py from PATH (e.g. another worktree) for --docs")
     parser.add_argument("--json", action="store_true", help="print per-document results as JSON")
     parser.add_argument("--show", default="", help="print the OCR text of documents whose name contains this")
     args = parser.parse_args()
@@ -274,27 +360,36 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown config(s) {', '.join(unknown)}: choose from {', '.join(CONFIGS)}")
     sets = {"examples": examples(), "generated": generated(args.n, args.seed)}
+    if args.docs:
+        sets["docs-dev"] = docs_dev(args.docs, args.documents)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for name in args.configs.split(","):
         results[name] = {set_name: evaluate(docs, CONFIGS[name]) for set_name, docs in sets.items()}
     if args.json:
         print(json.dumps(results, indent=1, default=str))
         return 0
-    print("| config | set | docs | CER mean | CER median | label+value on one line | s/doc mean | s/doc max |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| config | set | docs | CER mean | CER median | label+value on one line | answer in text | s/doc mean "
+          "| s/doc max |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, per_set in results.items():
         for set_name, rows in per_set.items():
             groups = {set_name: rows}
             if set_name == "generated":
                 for tag in ("clean", "rotated", "grainy", "columns"):
                     groups[f"  {tag}"] = [r for r in rows if tag in r["tags"]]
+            if set_name == "docs-dev":
+                for tag in dict.fromkeys(r["tags"][0] for r in rows):
+                    groups[f"  {tag}"] = [r for r in rows if r["tags"][0] == tag]
+                for tag in ("rotate", "noise", "blur"):
+                    groups[f"  ({tag})"] = [r for r in rows if tag in r["tags"][1:]]
             for label, group in groups.items():
                 if not group:
                     continue
                 s = summarise(group)
                 rate = f"{s['pairs_kept']}/{s['pairs']} ({100 * s['pair_rate']:.0f}%)" if s["pairs"] else "-"
+                found = f"{s['answers_found']}/{s['questions']}" if s["questions"] else "-"
                 print(f"| {name} | {label} | {s['docs']} | {s['cer_mean']:.3f} | {s['cer_median']:.3f} | {rate} | "
-                      f"{s['seconds_mean']:.2f} | {s['seconds_max']:.2f} |")
+                      f"{found} | {s['seconds_mean']:.2f} | {s['seconds_max']:.2f} |")
     if args.show:
         for name, per_set in results.items():
             for rows in per_set.values():

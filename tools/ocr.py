@@ -23,7 +23,12 @@ One ``image_to_data`` call gives words with boxes and confidences. The text for 
 px: headings are taller), ``conf`` and ``region``; ``data["lines"]`` and ``data["words"]`` are always there.
 
 Small text is the main cause of OCR errors, so when the median word height is below ``small_text_px`` the image is
-upscaled so words are about ``target_text_px`` tall and recognised again. Tiny images are first upscaled to ``min_height``.
+upscaled so words are about ``target_text_px`` tall and recognised again. Tiny images are first upscaled to
+``min_height``. Grain defeats Tesseract's binarisation (often not one word is found): when the mean confidence is under
+``retry_conf`` a 2x upscaled, median-filtered copy is read too (``denoise``). A page rotated by 1-5 degrees (the
+slope of the words) is also read rotated straight (``deskew``; boxes are mapped back). Each candidate read is kept
+only if it recognises more text with confidence; these optional re-reads are skipped when they would take the call
+past ``max_seconds``.
 
 Backend: ``pip install pytesseract`` and the Tesseract binary (Debian: ``apt-get install tesseract-ocr``, extra
 languages ``tesseract-ocr-<lang>``, e.g. ``tesseract-ocr-deu``).
@@ -40,7 +45,9 @@ import statistics
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr
@@ -68,6 +75,13 @@ _CELL_GAP_CHARS = 2.0  # a gap wider than this many median character widths star
 _MAX_SKEW_DEG = 5.0  # the rows layout corrects slopes up to this angle
 _COLUMN_MIN_ROWS = 3  # a text column has at least this many rows ...
 _COLUMN_MIN_WORDS = 3  # ... of (median) at least this many words: running text, not a column of values
+_DENOISE_SCALE = 2.0  # the denoised read is at least this much upscaled ...
+_DENOISE_MEDIAN = 5  # ... and median-filtered with this window (px of the upscaled image)
+_DESKEW_MIN_DEG = 1.0  # slopes under this are left to Tesseract
+_QUALITY_MIN_CONF = 50.0  # words counted by _quality
+_DOUBTFUL_HEIGHT = 1.8  # a doubtful word this many median word heights tall has swallowed text: re-read its band
+_MAX_RECOVERED = 3  # at most this many such bands per image
+_ROWS_MIN_CONF = 40.0  # the rows layout leaves out words under this confidence (bench: all 38 such were garbage)
 
 
 class OCRInput(BaseModel):
@@ -132,6 +146,18 @@ class OCRTool(ExpertTool):
     """Words with a Tesseract confidence (0-100) below this are dropped."""
     with_boxes: bool = False
     """Also put line boxes ``[x1,y1,x2,y2]`` into the text for the model (words and boxes are always in ``data``)."""
+    denoise: bool = True
+    """When the mean word confidence is below ``retry_conf`` (grain, speckle: often no word is found at all),
+    also read a 2x upscaled, 5x5 median-filtered copy and keep the read with the higher quality
+    (sum of confidence x characters over the words at least 50% confident)."""
+    deskew: bool = True
+    """When the words' slope is 1-5 degrees, also read the image rotated straight and keep the better read
+    (boxes are mapped back to the original image)."""
+    retry_conf: float = 90.0
+    """Mean confidence (0-100) under which the denoised read is tried."""
+    max_seconds: float = 3.0
+    """Optional re-reads (denoise, deskew) are skipped when, estimated from the first read, they would take the
+    whole call past this many seconds (0: no bound). Each Tesseract run is still bounded by ``timeout``."""
     tesseract_cmd: str | None = None
     """Path of the tesseract binary if it is not on ``PATH``."""
     omp_threads: int | None = 1
@@ -218,25 +244,40 @@ class OCRTool(ExpertTool):
         if missing:
             raise ExpertUnavailable(self.status().reason)
         gray = pil.convert("L")
+        started = time.perf_counter()
+        first_scale = max(1.0, self.min_height / gray.height)
         psm = self.psm or 3
-        scale = max(1.0, self.min_height / gray.height)
-        words = self._recognise(gray, scale, psm)
-        if self.rescale_small_text and words:
-            median_h = statistics.median(w["box"][3] - w["box"][1] for w in words)
-            if median_h < self.small_text_px:
-                rescale = min(self.target_text_px / max(median_h, 1.0), _MAX_SCALE) * scale
-                rescale = min(rescale, (_MAX_SCALED_PIXELS / (gray.width * gray.height)) ** 0.5)
-                if rescale > scale * 1.2:
-                    logger.debug("small text (median word height %.1f px): reading again at x%.2f", median_h, rescale)
-                    again = self._recognise(gray, rescale, psm)
-                    if _mean_conf(again) >= _mean_conf(words) - 1.0 or len(again) > len(words):
-                        words, scale = again, rescale
-        if self.psm is None and _side_by_side_blocks(_group_lines(words)):
-            # columns or rows split into blocks (receipts: items | prices): compare with row-wise reading
-            rows = self._recognise(gray, scale, 4)
-            logger.debug("side-by-side blocks: psm 3 conf %.1f, psm 4 conf %.1f", _mean_conf(words), _mean_conf(rows))
-            if _mean_conf(rows) > _mean_conf(words) + _PSM_SWITCH_CONF:
-                words, psm = rows, 4
+        words = self._recognise(gray, first_scale, psm)
+        first_read = time.perf_counter() - started
+
+        def affordable(scale: float, factor: float = 1.0) -> bool:  # a read at `scale` costs ~ its pixels
+            return self._affordable(started, first_read, factor * (scale / first_scale) ** 2)
+
+        read = _Read(words, first_scale, psm)
+        self._layout_checks(gray, read, affordable)
+        if self.denoise and _mean_conf(read.words) < self.retry_conf:
+            # grain defeats Tesseract's binarisation (often no word at all): a 2x upscaled, median-filtered read
+            dscale = min(max(read.scale, _DENOISE_SCALE), (_MAX_SCALED_PIXELS / (gray.width * gray.height)) ** 0.5)
+            if affordable(dscale):
+                again = self._recognise(gray, dscale, read.psm, median=_DENOISE_MEDIAN)
+                logger.debug("low confidence %.1f: median-filtered read at x%.2f, quality %.1f -> %.1f",
+                             _mean_conf(read.words), dscale, _quality(read.words), _quality(again))
+                if _quality(again) > _quality(read.words):
+                    read = _Read(again, dscale, read.psm, _DENOISE_MEDIAN)
+                    self._layout_checks(gray, read, affordable)
+        if self.deskew and read.words:
+            angle = math.degrees(math.atan(_estimate_skew(read.words)))
+            if abs(angle) >= _DESKEW_MIN_DEG and affordable(read.scale, 1.1):
+                background = 255 if statistics.mean(gray.resize((16, 16)).getdata()) >= 128 else 0
+                rotated = gray.rotate(angle, resample=_bicubic(), expand=True, fillcolor=background)
+                again = self._recognise(rotated, read.scale, read.psm, median=read.median)
+                logger.debug("text slope %.2f deg: deskewed read, quality %.1f -> %.1f", angle, _quality(read.words),
+                             _quality(again))
+                if _quality(again) > _quality(read.words):
+                    read.words, read.rotation = _rotate_words(again, -angle, rotated.size, gray.size), angle
+        if self.layout == "rows" and read.words:
+            self._recover_doubtful_regions(gray, read, affordable)
+        words, scale, psm = read.words, read.scale, read.psm
         lines = _group_lines(words)
         rows = _build_rows(words)
         text = "\n".join(_row_texts(rows) if self.layout == "rows" else _paragraph_texts(lines))
@@ -248,18 +289,97 @@ class OCRTool(ExpertTool):
             "words": words,
             "scale": round(scale, 3),
             "psm": psm,
+            "median_filter": read.median,
+            "rotation": round(read.rotation, 2),
+            "seconds": round(time.perf_counter() - started, 3),
             "mean_conf": round(_mean_conf(words), 1),
             "image_size": [pil.width, pil.height],
             "lang": self.lang,
         }
 
-    def _recognise(self, gray: Image.Image, scale: float, psm: int) -> list[dict[str, Any]]:
-        from PIL import Image, ImageOps
+    def _layout_checks(self, gray: Image.Image, read: _Read, affordable: Callable[[float], bool]) -> None:
+        """Small text → an upscaled re-read; blocks side by side (psm auto) → a row-wise (psm 4) re-read. Each is
+        kept when it reads at least as confidently; each is skipped when ``max_seconds`` would not allow it."""
+        words = read.words
+        if self.rescale_small_text and words:
+            median_h = statistics.median(w["box"][3] - w["box"][1] for w in words)
+            if median_h < self.small_text_px:
+                rescale = min(self.target_text_px / max(median_h, 1.0), _MAX_SCALE) * read.scale
+                rescale = min(rescale, (_MAX_SCALED_PIXELS / (gray.width * gray.height)) ** 0.5)
+                if rescale > read.scale * 1.2 and affordable(rescale):
+                    logger.debug("small text (median word height %.1f px): reading again at x%.2f", median_h, rescale)
+                    again = self._recognise(gray, rescale, read.psm, median=read.median)
+                    if _mean_conf(again) >= _mean_conf(words) - 1.0 or len(again) > len(words):
+                        read.words, read.scale = again, rescale
+        if (self.psm is None and read.psm != 4 and _side_by_side_blocks(_group_lines(read.words))
+                and affordable(read.scale)):
+            # columns or rows split into blocks (receipts: items | prices): compare with row-wise reading
+            rows = self._recognise(gray, read.scale, 4, median=read.median)
+            logger.debug("side-by-side blocks: psm 3 conf %.1f, psm 4 conf %.1f", _mean_conf(read.words),
+                         _mean_conf(rows))
+            if _mean_conf(rows) > _mean_conf(read.words) + _PSM_SWITCH_CONF:
+                read.words, read.psm = rows, 4
+
+    def _recover_doubtful_regions(self, gray: Image.Image, read: _Read, affordable: Callable[..., bool]) -> None:
+        """Tesseract sometimes swallows text lines into one tall, doubtful "word" (a barcode and the row above it,
+        two staggered lines of a side column): each such word's band — from the nearest confident word on its left
+        to the nearest on its right — is read again as one block (psm 6), and its confident words that overlap no
+        confident word already read replace it. At most _MAX_RECOVERED regions, within ``max_seconds``."""
+        words = read.words
+        median_h = statistics.median(_height(w["box"]) for w in words)
+        doubtful = [w for w in words if w["conf"] < _ROWS_MIN_CONF and _height(w["box"]) > _DOUBTFUL_HEIGHT * median_h]
+        doubtful.sort(key=lambda w: -(w["box"][2] - w["box"][0]) * _height(w["box"]))
+        confident = [w for w in words if w["conf"] >= _ROWS_MIN_CONF]
+        done: list[list[int]] = []
+        for n, word in enumerate(doubtful):
+            if len(done) >= _MAX_RECOVERED:
+                break
+            if any(_overlap(word["box"], r) > 0.5 * _area(word["box"]) for r in done):
+                continue  # inside a band already read again (a barcode Tesseract cut into several "words")
+            x1, y1, x2, y2 = word["box"]
+            band = [w for w in confident if y1 <= _centre(w["box"])[1] <= y2]
+            left = max((w["box"][2] for w in band if w["box"][2] <= x1), default=0)
+            right = min((w["box"][0] for w in band if w["box"][0] >= x2), default=gray.width)
+            pad = round(median_h / 2)
+            region = (left, max(0, y1 - pad), right, min(gray.height, y2 + pad))
+            area = (region[2] - region[0]) * (region[3] - region[1])
+            if area <= 0 or not affordable(read.scale, max(0.25, area / (gray.width * gray.height))):
+                break
+            done.append(list(region))
+            found = self._recognise(gray.crop(region), read.scale, 6, median=read.median)
+            new = []
+            for w in found:
+                bx = [w["box"][0] + region[0], w["box"][1] + region[1], w["box"][2] + region[0], w["box"][3] + region[1]]
+                if (w["conf"] >= _QUALITY_MIN_CONF and any(ch.isalnum() for ch in w["text"])
+                        and not any(_overlap(bx, c["box"]) > 0.3 * _area(bx) for c in confident)):
+                    new.append({**w, "box": bx, "line_key": [-1 - n, *w["line_key"][1:]]})
+            logger.debug("doubtful word %r at %s: re-read of band %s found %s", word["text"], word["box"], region,
+                         [w["text"] for w in new])
+            if new:
+                read.words = [w for w in read.words if w is not word] + new
+                confident += new
+
+    def _affordable(self, started: float, first_read: float, relative_cost: float) -> bool:
+        """May an optional re-read costing about ``relative_cost`` first reads (``first_read`` seconds) start
+        without the whole call exceeding ``max_seconds``? 0 disables the bound."""
+        if not self.max_seconds:
+            return True
+        elapsed = time.perf_counter() - started
+        ok = elapsed + first_read * relative_cost <= self.max_seconds
+        if not ok:
+            logger.debug("optional re-read skipped: %.2fs spent, ~%.2fs more > max_seconds=%g", elapsed,
+                         first_read * relative_cost, self.max_seconds)
+        return ok
+
+    def _recognise(self, gray: Image.Image, scale: float, psm: int, median: int = 0) -> list[dict[str, Any]]:
+        from PIL import Image, ImageFilter, ImageOps
 
         pytesseract = self._pytesseract()
         img = gray
         if scale > 1.0:
             img = gray.resize((round(gray.width * scale), round(gray.height * scale)), Image.Resampling.LANCZOS)
+        if median:
+            img = img.filter(ImageFilter.MedianFilter(median))
         # Tesseract misses text touching the border: pad with the (estimated) background colour
         background = 255 if statistics.mean(gray.resize((16, 16)).getdata()) >= 128 else 0
         img = ImageOps.expand(img, border=_BORDER_PX, fill=background)
@@ -314,6 +434,17 @@ class OCRTool(ExpertTool):
 
 
 # --------------------------------------------------------------------------------------------- helpers
+@dataclass
+class _Read:
+    """One candidate reading of the image and how it was made."""
+
+    words: list[dict[str, Any]]
+    scale: float
+    psm: int
+    median: int = 0
+    rotation: float = 0.0
+
+
 class _TesseractEnv(Mapping[str, str]):
     """``os.environ`` (read live) plus ``OMP_THREAD_LIMIT`` for tesseract processes OCRTool starts in this thread.
 
@@ -362,6 +493,42 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 def _mean_conf(words: list[dict[str, Any]]) -> float:
     return statistics.fmean(w["conf"] for w in words) if words else 0.0
+
+
+def _quality(words: list[dict[str, Any]]) -> float:
+    """How much text a read recognised with some confidence: sum of conf/100 x characters over the words at least
+    _QUALITY_MIN_CONF confident. Unlike the mean confidence, a read with three sure words does not beat one with
+    twenty almost sure ones, and many garbage words from grain do not count."""
+    return sum(w["conf"] / 100 * len(w["text"]) for w in words if w["conf"] >= _QUALITY_MIN_CONF)
+
+
+def _bicubic() -> Any:
+    from PIL import Image
+
+    return Image.Resampling.BICUBIC
+
+
+def _rotate_words(words: list[dict[str, Any]], angle: float, size: tuple[int, int],
+                  to_size: tuple[int, int]) -> list[dict[str, Any]]:
+    """Boxes read on an image ``size`` that is the original (``to_size``) rotated about its centre with
+    ``expand=True`` → boxes in the original: each box centre is rotated by ``angle`` degrees (counter-clockwise
+    on screen, as ``Image.rotate``), the box keeps its width and height."""
+    rad = math.radians(angle)
+    cos, sin = math.cos(rad), math.sin(rad)
+    cx, cy = size[0] / 2, size[1] / 2
+    ox, oy = to_size[0] / 2, to_size[1] / 2
+    out = []
+    for word in words:
+        x1, y1, x2, y2 = word["box"]
+        dx, dy = (x1 + x2) / 2 - cx, (y1 + y2) / 2 - cy
+        # y grows downwards: a counter-clockwise turn on screen is (x, y) -> (x cos + y sin, -x sin + y cos)
+        nx, ny = ox + dx * cos + dy * sin, oy - dx * sin + dy * cos
+        w, h = x2 - x1, y2 - y1
+        box = [round(nx - w / 2), round(ny - h / 2), round(nx + w / 2), round(ny + h / 2)]
+        box = [max(0, min(box[0], to_size[0])), max(0, min(box[1], to_size[1])),
+               max(0, min(box[2], to_size[0])), max(0, min(box[3], to_size[1]))]
+        out.append({**word, "box": box})
+    return out
 
 
 def _group_lines(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -425,6 +592,14 @@ def _centre(box: list[int]) -> tuple[float, float]:
 
 def _height(box: list[int]) -> int:
     return max(box[3] - box[1], 1)
+
+
+def _area(box: list[int]) -> int:
+    return max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
+
+
+def _overlap(a: list[int], b: list[int]) -> int:
+    return max(min(a[2], b[2]) - max(a[0], b[0]), 0) * max(min(a[3], b[3]) - max(a[1], b[1]), 0)
 
 
 def _union(boxes: list[list[int]]) -> list[int]:
@@ -587,7 +762,12 @@ def _layout_rows(rows: list[dict[str, Any]], depth: int = 0) -> list[list[dict[s
 
 def _build_rows(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Words (any reading order) → visual rows in reading order, each with text, cells, box, height, conf and
-    ``region`` (rows of one region are read together; a two-column stretch gives one region per column)."""
+    ``region`` (rows of one region are read together; a two-column stretch gives one region per column).
+    Words under _ROWS_MIN_CONF (40%) confidence, and those without a letter or digit under 50%, are left out."""
+    # what Tesseract itself doubts is mostly not text: leader dots read as "eee", barcodes as "HULK", grain; and
+    # lone marks with no letter or digit under 50% are rules and specks
+    words = [w for w in words if w["conf"] >= _ROWS_MIN_CONF
+             and (w["conf"] >= _QUALITY_MIN_CONF or any(ch.isalnum() for ch in w["text"]))]
     if not words:
         return []
     slope = _estimate_skew(words)

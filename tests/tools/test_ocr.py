@@ -9,7 +9,7 @@ import pytest
 from tools import OCRTool
 from tools.ocr import CELL_SEPARATOR, _build_rows, character_error_rate
 
-from .helpers import render_label_values, render_lines, render_receipt, render_two_columns
+from .helpers import add_grain, render_label_values, render_lines, render_receipt, render_two_columns
 
 pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
 
@@ -271,3 +271,39 @@ def test_rows_follow_a_slope_and_close_words_share_a_cell() -> None:
             words.append(_word(label.split()[1], 20 + 12 * 5, round(y + slope * 60), line=(1, 1, i)))
         words.append(_word(value, 520, round(y + slope * 500), line=(1, 1, i)))
     assert [r["text"] for r in _build_rows(words)] == ["Seat number | 14C", "Gate | B22", "Flight | BA117"]
+
+
+# --------------------------------------------------------------------------------------------- deskew, denoise
+@pytest.mark.slow
+@pytest.mark.parametrize("sigma", [50, 60])
+def test_grainy_receipt_is_read_through_a_median_filtered_upscaled_copy(ocr: OCRTool, sigma: float) -> None:
+    img, reference = render_label_values(ITEMS, title="MAPLE MARKET", width=700, size=22)
+    grainy = add_grain(img, sigma, seed=1)
+    plain = OCRTool(denoise=False).run_expert(image=grainy)
+    result = ocr.run_expert(image=grainy)
+    cer_plain, cer = character_error_rate(reference, plain.text), character_error_rate(reference, result.text)
+    print(f"CER grainy receipt sigma {sigma}: plain {cer_plain:.3f}, denoised {cer:.3f} ({result.seconds:.2f}s)")
+    assert cer_plain > 0.5  # the grain defeats Tesseract's binarisation: (almost) nothing is read
+    assert result.data["median_filter"] == 5 and result.data["scale"] >= 2.0
+    assert cer <= CER_LIMIT, result.text
+    assert "TOTAL | 26.57" in result.text.splitlines()
+
+
+@pytest.mark.slow
+def test_optional_rereads_respect_max_seconds(ocr: OCRTool) -> None:
+    img, _ = render_label_values(ITEMS, title="MAPLE MARKET", width=700, size=22)
+    result = OCRTool(max_seconds=0.01).run_expert(image=add_grain(img, 50, seed=1))
+    assert result.ok and result.data["median_filter"] == 0  # the first read alone already took longer
+
+
+@pytest.mark.slow
+def test_rotated_page_is_deskewed_and_boxes_stay_in_original_pixels(ocr: OCRTool) -> None:
+    img, reference = render_label_values(ITEMS, title="MAPLE MARKET", width=800, angle=3.0)
+    result = ocr.run_expert(image=img)
+    assert -3.5 < result.data["rotation"] < -2.0  # rotated straight by the slope estimated from the words
+    assert character_error_rate(reference, result.text) <= CER_LIMIT
+    total = result.data["rows"][-1]
+    assert total["text"] == "TOTAL | 26.57"
+    label, value = (cell["box"] for cell in total["cells"])
+    assert value[1] < label[1] - 20  # as drawn: rotated counter-clockwise, the right end of the row is higher
+    assert all(0 <= v <= max(img.size) for v in label + value)
