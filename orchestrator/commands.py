@@ -131,6 +131,11 @@ def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None
                         "once), dense dequantises to --dtype, packed insists on the blocks")
     g.add_argument("--experts", default="auto", help=_EXPERTS_HELP)
     g.add_argument("--expert-timeout", type=float, default=30.0, help="seconds per expert (default 30)")
+    g.add_argument("--answer-mode", default="auto", choices=["auto", "extract", "generate"],
+                   help="how answers are made: auto (default) extracts the printed span for short factual "
+                        "questions — an amount, date, time, code, name ... — and generates otherwise; extract "
+                        "always answers with a span of the OCR text when there is one; generate lets the model "
+                        "write every answer")
     g.add_argument("--detection-weights", default=None,
                    help="YOLO weights for the detection expert (default: LAV2_DETECTION_WEIGHTS, a cached "
                         "yolo11n.pt, or the bundled person detector)")
@@ -153,6 +158,7 @@ def build_pipeline(args: argparse.Namespace, **extra: Any) -> Any:
                             dtype=args.dtype, experts=experts, router=args.experts,
                             expert_timeout=args.expert_timeout, max_new_tokens=args.max_new_tokens,
                             temperature=args.temperature, system=args.system,
+                            answer_mode=getattr(args, "answer_mode", "auto"),
                             model_kwargs=None if args.weights == "auto" else {"weights": args.weights}, **extra)
 
 
@@ -334,7 +340,7 @@ def _ray_bulk(args: argparse.Namespace, workers: int) -> Any:
     pipeline = {"model": args.model, "adapter": args.adapter, "vision": args.vision, "device": args.device,
                 "dtype": args.dtype, "router": args.experts, "expert_timeout": args.expert_timeout,
                 "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "system": args.system,
-                "model_kwargs": None if args.weights == "auto" else {"weights": args.weights}}
+                "answer_mode": args.answer_mode, "model_kwargs": None if args.weights == "auto" else {"weights": args.weights}}
 
     def bulk(todo: list) -> Any:
         return ray_answers(todo, address=None if args.ray == "local" else args.ray, num_actors=args.ray_actors,

@@ -45,7 +45,7 @@ _QUESTION_TYPES: list[tuple[str, str]] = [
     ("website", r"\b(website|web site|url|web address|homepage)\b"),
     ("money", r"\bhow much\b|\b(cost|costs|costed|price|prices|priced|total|subtotal|sub-total|amount|pay|paid|"
               r"payable|charge|charged|fee|fees|fare|tax|vat|tip|gratuity|discount|balance|spent|spend|owed|owe|"
-              r"refund|deposit|sum)\b|[$€£]"),
+              r"refund|deposit|sum|change|cash|paid in|tendered)\b|[$€£]"),
     ("count", r"\bhow many\b"),
     ("quantity", r"\b(weight|weigh|weighs|net wt|volume|size|capacity|length|width|height|depth|dimensions?|"
                  r"how (heavy|big|large|long|tall|wide)|dose|dosage|strength|contents?|quantity|qty)\b"),

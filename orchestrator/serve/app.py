@@ -638,7 +638,8 @@ class _Api:
                                                                             **self._image_options()))
             # the pipeline's whole run (router, experts, answer) happens on one worker thread
             chunks = _deadlined(self.host.pipeline.astream(
-                {"image": image, "question": body.question, "experts": body.experts, "history": body.history}),
+                {"image": image, "question": body.question, "experts": body.experts, "history": body.history,
+                 **({"answer_mode": body.answer_mode} if body.answer_mode else {})}),
                 self._deadline())
             first = await run_or_disconnect(request, _next(chunks))
             if first is _END:

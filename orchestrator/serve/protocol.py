@@ -122,6 +122,7 @@ class VQARequest(_Body):
     question: str = Field(min_length=1)
     experts: str | list[str] | None = None
     history: list[dict[str, str]] | None = None
+    answer_mode: Literal["auto", "extract", "generate"] | None = None
     stream: bool = False
 
 

@@ -28,7 +28,7 @@ def vqa_server(tiny_model):
 
     experts = [sleepy_expert("reader", 0.0, "TOTAL 18.55"), sleepy_expert("counter", 0.0, "2 person"),
                sleepy_expert("broken", 0.0, raises=RuntimeError("lens cap on"))]
-    pipeline = VisualQAPipeline(tiny_model, experts=experts, router="all", max_new_tokens=6)
+    pipeline = VisualQAPipeline(tiny_model, experts=experts, router="all", max_new_tokens=6, extract_from=["reader"])
     server = start(pipeline=pipeline)
     yield server, pipeline
     server.stop()
@@ -50,6 +50,17 @@ def test_vqa_returns_the_fields_of_ask_json(vqa_server):
     assert body["image"].startswith("data:image/png;base64,") and len(body["image"]) < 200  # shortened
     assert body["visual_prefix"] == "off (no vision weights configured)"
     assert {"experts", "generate", "total", "per_expert"} <= set(body["timings"])
+
+
+def test_vqa_answer_mode_per_request(vqa_server):
+    server, _ = vqa_server
+    ask = {"image": data_url(make_image(1)), "question": "What is the total?"}
+    r = httpx.post(server.url + "/v1/vqa", json=ask, timeout=60).json()
+    assert r["answer"] == "18.55" and r["answer_mode"] == "extract"  # auto: the printed span
+    r = httpx.post(server.url + "/v1/vqa", json={**ask, "answer_mode": "generate"}, timeout=60).json()
+    assert r["answer_mode"] == "generate" and "extraction" not in r
+    bad = httpx.post(server.url + "/v1/vqa", json={**ask, "answer_mode": "guess"}, timeout=60)
+    assert bad.status_code == 400 and "answer_mode" in bad.json()["error"]["message"]
 
 
 def test_vqa_policy_per_request_and_unknown_experts(vqa_server):
