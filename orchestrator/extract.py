@@ -11,11 +11,18 @@ from the OCR text or makes one up. Extraction instead
    the line above when the value stands alone;
 3. **scores** every candidate of the asked type by
    * label evidence: how many of the question's content words (with a few standard synonyms: *sender* ~ *from*,
-     *wrote* ~ *by*, ...) its label contains, tolerant of OCR slips, preferring the most specific label
-     ("Tax 1.20" over "Total incl. tax 18.55" for "How much was the tax?");
+     *destination* ~ *to*, *pay* ~ *due*, ...) its label contains, tolerant of OCR slips, preferring the most
+     specific label ("Tax 1.20" over "Total incl. tax 18.55" for "How much was the tax?"); a span's label is the
+     words before it in its cell, else the cell before it, else — when the span is its whole line — the bare
+     heading above; words only after it count half;
+   * for names, the shape of the kind of name asked for: a person's (two or three capitalised words, no
+     function word), an organisation's or a place's (a generic word such as *Press*, *Energy*, *Centre*, *Pool*),
+     a title (not a person's name); for the issuer of a document (shop, brand, company) its first lines; for the
+     end or start of a printed range ("Open 10:00 - 22:30"), that end;
    * the language model's own belief: the mean log-probability of the span as the answer, given the prompt the
-     model would otherwise generate from (context + question), scored for all candidates in one batched forward
-     on a shared prefix (:meth:`core_model.api.AdapterV2Model.continuation_logprobs`);
+     model would otherwise generate from (context + question), scored for all candidates in one forward packed
+     after the shared prompt (:meth:`core_model.api.AdapterV2Model.continuation_logprobs`), weighted low
+     (``lm_weight``: a 135M model's belief breaks ties, the printed labels decide);
 4. answers with the best span, exactly as printed.
 
 Everything is generic: no rule names a document kind. The module is pure text processing plus one scoring call;
@@ -43,12 +50,12 @@ _QUESTION_TYPES: list[tuple[str, str]] = [
     ("email", r"\b(e-?mail|email address)\b"),
     ("phone", r"\b(phone|telephone|tel|mobile|cell|fax|call)\b"),
     ("website", r"\b(website|web site|url|web address|homepage)\b"),
+    ("quantity", r"\b(weight|weigh|weighs|net wt|volume|size|capacity|length|width|height|depth|dimensions?|"
+                 r"how (heavy|big|large|long|tall|wide)|dose|dosage|strength|contents?|quantity|qty)\b"),
     ("money", r"\bhow much\b|\b(cost|costs|costed|price|prices|priced|total|subtotal|sub-total|amount|pay|paid|"
               r"payable|charge|charged|fee|fees|fare|tax|vat|tip|gratuity|discount|balance|spent|spend|owed|owe|"
               r"refund|deposit|sum|change|cash|paid in|tendered)\b|[$€£]"),
     ("count", r"\bhow many\b"),
-    ("quantity", r"\b(weight|weigh|weighs|net wt|volume|size|capacity|length|width|height|depth|dimensions?|"
-                 r"how (heavy|big|large|long|tall|wide)|dose|dosage|strength|contents?|quantity|qty)\b"),
     ("time", r"\bwhat time\b|\b(at what time|opening hours|hours|o'clock|departs? at|arrives? at)\b"),
     ("date", r"\b(when|date|dated|day|expire|expires|expiry|expiration|due|valid|until|deadline|born|issued|"
              r"birthday|year)\b"),
@@ -77,6 +84,74 @@ _TYPE_KINDS: dict[str, tuple[str, ...]] = {
     "name": ("name", "cell", "line"),
     "quantity": ("quantity", "number", "integer", "cell"),
 }
+#: what kind of name a "name" question asks for
+_ROLES: list[tuple[str, re.Pattern[str]]] = [
+    ("title", re.compile(r"\b(title|titled|headline|called|name of (the|this) (book|film|movie|show|event|album|song|"
+                         r"exhibition|play|tour|concert|festival|product))\b")),
+    ("org", re.compile(r"\b(company|firm|shop|store|restaurant|cafe|café|hotel|bank|business|brand|maker|"
+                       r"manufacturer|made by|supplier|provider|vendor|merchant|publisher|published|publishes|"
+                       r"issuer|issued by|pharmacy|clinic|organi[sz]er|organi[sz]ation|sponsor)\b")),
+    ("place", re.compile(r"\b(venue|place|destination|city|town|village|country|location|station|airport|"
+                         r"where)\b")),
+    ("person", re.compile(r"\b(who|whom|whose|author|wrote|written by|surname|first name|last name|family name|"
+                          r"forename|given name|applicant|customer|client|passenger|patient|doctor|physician|"
+                          r"prescriber|pharmacist|member|holder|employee|student|guest|tenant|driver|cashier|"
+                          r"waiter|server|host|speaker|artist|performer|signed)\b")),
+]
+_FUNCTION_WORDS = set("of the and in for a an at on to by with from or de la le du van von".split())
+#: words that end the names of organisations / of places (generic English, no document kind)
+_ORG_WORDS = set("""ltd limited inc llc plc gmbh ag sa co corp corporation company group holdings press books
+publishing publishers house editions media studio studios bank energy power electric electricity gas water broadband
+telecom mobile insurance services solutions systems industries foods trading market supermarket grocery pharmacy
+bakery cafe café restaurant kitchen bar grill bistro trattoria diner hotel store stores shop hardware motors
+airlines airways rail railways transport logistics express courier post clinic labs laboratories""".split())
+_PLACE_WORDS = set("""park pool centre center hall station airport terminal street road avenue lane square museum
+library theatre theater stadium arena gardens garden beach market church cathedral school college university
+hospital clinic hotel zoo gallery club plaza court bridge harbour harbor port pier tower castle palace cinema
+field ground dome pavilion auditorium venue""".split())
+
+
+def _name_role(question: str) -> str | None:
+    q = question.lower()
+    if re.search(r"\bwho (published|publishes|made|makes|sells|sold|issued|issues|organi[sz]ed|runs)\b", q):
+        return "org"
+    for role, pattern in _ROLES:
+        if pattern.search(q):
+            return role
+    return None
+
+
+def _shape(role: str | None, text: str) -> float:
+    """How much a span looks like the kind of name asked for (0..1): a person's name is two or three capitalised
+    words without function words or organisation/place words; an organisation's or a place's name has one of
+    their generic words ("Press", "Energy", "Centre", "Pool"); a title is not a person's name."""
+    if role is None:
+        return 0.0
+    words = re.findall(r"[A-Za-z][A-Za-z'’-]*", text)
+    if not words or any(ch.isdigit() for ch in text):
+        return 0.0
+    lower = [w.lower() for w in words]
+    capitalised = all(w[0].isupper() for w in words if w.lower() not in _FUNCTION_WORDS)
+    org = any(w in _ORG_WORDS for w in lower)
+    place = any(w in _PLACE_WORDS for w in lower)
+    function = any(w in _FUNCTION_WORDS for w in lower)
+    title_case = all(w[0].isupper() and not w.isupper() for w in words) if capitalised else False
+    person = 2 <= len(words) <= 3 and capitalised and not (org or place or function)
+    if role == "person":
+        if person:
+            return 1.0 if title_case else 0.6
+        return 0.3 if len(words) == 1 and capitalised and not (org or place or function) else 0.0
+    if role == "org":
+        return 1.0 if org else (0.3 if capitalised and len(words) <= 4 else 0.0)
+    if role == "place":
+        if place:
+            return 1.0
+        return 0.6 if capitalised and len(words) <= 2 and not (org or function) else 0.0
+    if role == "title":
+        return 0.0 if person else (0.6 if capitalised else 0.2)
+    return 0.0
+
+
 #: questions after whoever issued the document: its first lines name it (a shop's receipt, a brand's label)
 _ISSUER = re.compile(r"\b(company|firm|shop|store|restaurant|cafe|café|hotel|bank|business|brand|maker|manufacturer|"
                      r"supplier|provider|vendor|merchant|issuer|pharmacy|clinic|hospital|school|library|"
@@ -119,6 +194,22 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "date": ("dated", "on"),
     "address": ("addr",),
     "quantity": ("qty",),
+    "destination": ("to", "arrival", "arrive", "arrives", "towards", "for"),
+    "origin": ("from", "departure", "departs", "depart"),
+    "depart": ("from", "departure", "departs", "origin"),
+    "departure": ("from", "depart", "departs", "origin"),
+    "leave": ("from", "departure", "departs"),
+    "leaves": ("from", "departure", "departs"),
+    "arrive": ("to", "arrival", "destination"),
+    "arrival": ("to", "arrive", "destination"),
+    "going": ("to", "destination"),
+    "pay": ("due", "payable", "total", "amount", "balance"),
+    "owe": ("due", "payable", "balance", "total"),
+    "surname": ("name", "last", "family"),
+    "forename": ("name", "first", "given"),
+    "applicant": ("name",),
+    "customer": ("name", "account", "client"),
+    "venue": ("at", "location", "place"),
 }
 
 # --------------------------------------------------------------------------------------- candidate spans
@@ -157,6 +248,7 @@ _END_WORDS = re.compile(r"\b(close|closes|closing|closed|end|ends|ending|finish|
 _START_WORDS = re.compile(r"\b(open|opens|opening|start|starts|starting|begin|begins|from|first|earliest|depart|"
                           r"departs|departure|leave|leaves|check-?in|issued|valid from)\b")
 _PATTERNS_BY_KIND = dict(_PATTERNS)
+_OCR_HYPHEN = re.compile(r"(?<=\d)-[ ](?=\d)")  # "4798- 2537-24": OCR split a code after its hyphen
 _CELL_SPLIT = re.compile(r"\s+\|\s+|\s{2,}|\t")
 _LABEL_SPLIT = re.compile(r"\s*[:=]\s+|\s*:\s*$")
 _WORD = re.compile(r"[a-z0-9#]+(?:['’-][a-z0-9]+)*")
@@ -173,6 +265,8 @@ class Candidate:
     """Index of the text line it comes from."""
     label: str
     """The words that label it: the rest of its row, else the line above."""
+    weak: bool = False
+    """The label was found only after the span or elsewhere in its row (it counts half)."""
     label_score: float = 0.0
     lm_score: float | None = None
     score: float = 0.0
@@ -200,6 +294,10 @@ def answer_type(question: str) -> str | None:
     if re.search(r"\b(describe|explain|summari[sz]e|why|what does .* (say|mean|show)|what is (shown|happening)|"
                  r"what'?s (shown|happening)|what kind|what type|tell me about)\b", q):
         return None
+    lead = re.match(r"(who|whom|whose|where)\b", q)
+    if lead and not re.search(_QUESTION_TYPES[0][1] + "|" + _QUESTION_TYPES[1][1] + "|" + _QUESTION_TYPES[2][1], q):
+        # the question word says it first ("Where does the flight depart from?" asks for a place, not a code)
+        return "name"
     for kind, pattern in _QUESTION_TYPES:
         if re.search(pattern, q):
             return kind
@@ -242,15 +340,37 @@ def label_match(question: str, label: str) -> float:
         weight = 0.5 if q in _TYPE_WORDS else 1.0
         total += weight
         forms = (q, *_SYNONYMS.get(q, ()))
-        for j, lw in enumerate(lwords):
-            if any(_same_word(f, lw) for f in forms):
-                matched += weight
-                used.add(j)
-                break
+        hits = [j for j, lw in enumerate(lwords) if any(_same_word(f, lw) for f in forms)]
+        if hits:
+            matched += weight
+            used.update(hits)
     if matched == 0.0:
         return 0.0
     extra = sum(1 for j, w in enumerate(lwords) if j not in used and not w.isdigit())
     return max(0.0, matched / total - 0.05 * extra)
+
+
+def _meaningful(text: str) -> bool:
+    return any(w not in _UNITS for w in _words(text))
+
+
+def _label_of(cells: Sequence[str], index: int, left: str, right: str, prev: str) -> tuple[str, bool]:
+    """``(label, weak)`` of a span in ``cells[index]`` between ``left`` and ``right``: the words before it in its
+    cell ("Flight to Galway"), else the cell before it ("From | Cork | To | Nantes": Nantes is labelled "To",
+    not "From"), else — when the span is all its line says — the bare heading above (``prev``); words only after
+    it, or elsewhere in the row, label it weakly."""
+    left = left.strip(" :|-")
+    if _meaningful(left):
+        return left, False
+    if index > 0 and _meaningful(cells[index - 1]):
+        return cells[index - 1], False
+    right = right.strip(" :|-")
+    rest = " ".join(c for k, c in enumerate(cells) if k != index)
+    if prev and not _meaningful(right) and not _meaningful(rest):  # the span is its line: the heading above
+        return prev, False
+    if _meaningful(right):
+        return right, True
+    return rest, True
 
 
 def _clean_cell(text: str) -> str:
@@ -268,26 +388,25 @@ def candidates(text: str) -> list[Candidate]:
             continue
         cells = [c for c in (_clean_cell(c) for c in _CELL_SPLIT.split(line)) if c]
         for cell_index, cell in enumerate(cells):
-            # the label of a span: the rest of its cell, the other cells of its row, else the line above
-            others = " ".join(c for k, c in enumerate(cells) if k != cell_index)
             for kind, pattern in _PATTERNS:
                 for m in pattern.finditer(cell):
                     span = m.group(0).strip()
-                    if kind == "name" and (span.isdigit() or len(span) < 2):
+                    if kind == "name" and (span.isdigit() or len(span) < 2
+                                           or all(w.lower() in _FUNCTION_WORDS for w in span.split())):
                         continue
-                    rest = (cell[:m.start()] + " " + cell[m.end():]).strip(" :|-")
-                    label = rest if [w for w in _words(rest) if w not in _UNITS] else others
+                    label, weak = _label_of(cells, cell_index, cell[:m.start()], cell[m.end():], prev)
                     if kind == "number":
                         kind_ = "integer" if span.isdigit() else "number"
                     else:
                         kind_ = kind
-                    out.append(Candidate(span, kind_, i, label or prev))
+                    out.append(Candidate(span, kind_, i, label, weak=weak))
             if len(cells) > 1 and len(cell) <= _MAX_LINE_CHARS:
                 head = _LABEL_SPLIT.split(cell, maxsplit=1)
-                label = others if len(head) == 1 else head[0]
-                value = cell if len(head) == 1 else head[1]
-                if value:
-                    out.append(Candidate(value, "cell", i, label or prev))
+                if len(head) == 2 and head[1]:
+                    out.append(Candidate(head[1], "cell", i, head[0]))
+                else:
+                    label, weak = _label_of(cells, cell_index, "", "", prev)
+                    out.append(Candidate(cell, "cell", i, label, weak=weak))
         flat = line.replace(" | ", " ")
         head = _LABEL_SPLIT.split(flat, maxsplit=1)
         keyed = len(cells) > 1 or (len(head) == 2 and bool(head[1]))
@@ -334,7 +453,8 @@ Scorer = Callable[[Sequence[str]], Sequence[float]]
 
 
 def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, require_type: bool = False,
-                   max_scored: int = 24, label_weight: float = 4.0) -> Extraction:
+                   max_scored: int = 24, label_weight: float = 4.0, shape_weight: float = 1.0,
+                   lm_weight: float = 0.25) -> Extraction:
     """The span of ``text`` (expert output, one line per printed line) that best answers ``question``.
 
     ``scorer`` (see :data:`Scorer`) adds the language model's belief; without one, label evidence and position
@@ -342,6 +462,7 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     ``auto`` mode uses to fall back to generation. At most ``max_scored`` candidates (best label evidence first)
     are scored by the model.
     """
+    text = _OCR_HYPHEN.sub("-", text)
     qtype = answer_type(question)
     if qtype is None and require_type:
         return Extraction(None, None, reason="open question: no answer type")
@@ -359,7 +480,7 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     if not pool:
         return Extraction(None, qtype, reason="no text to extract from")
     for c in pool:
-        c.label_score = label_match(question, c.label)
+        c.label_score = label_match(question, c.label) * (0.5 if c.weak else 1.0)
         # a span that repeats the question's own words ("Total" for "What is the total?") is its label, not the
         # answer; kinds that carry their own meaning (amounts, dates, codes) are exempt
         if c.kind in ("name", "cell", "line") and label_match(question, c.text) > 0:
@@ -369,15 +490,16 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     if scorer is not None:
         lm = list(scorer([c.text for c in scored]))
         for c, s in zip(scored, lm):
-            c.lm_score = float(s)
+            c.lm_score = float(s)  # the model's mean log-probability of the span
     ends = _range_ends(question, text) if qtype in ("time", "date") else {}
-    issuer = qtype == "name" and bool(_ISSUER.search(question.lower()))
+    role = _name_role(question) if qtype == "name" else None
+    issuer = qtype == "name" and (bool(_ISSUER.search(question.lower())) or role == "title")
     first_line = min((c.line for c in pool), default=0)
     for c in scored:
-        prior = _KIND_PRIOR.get(c.kind, 0.0) - 0.01 * c.line + ends.get(c.text, 0.0)
+        prior = _KIND_PRIOR.get(c.kind, 0.0) - 0.01 * c.line + ends.get(c.text, 0.0) + shape_weight * _shape(role, c.text)
         if issuer and c.line - first_line < 2:
             prior += _ISSUER_PRIOR[c.line - first_line]
-        c.score = label_weight * c.label_score + prior + (c.lm_score if c.lm_score is not None else 0.0)
+        c.score = label_weight * c.label_score + prior + lm_weight * (c.lm_score if c.lm_score is not None else 0.0)
     scored.sort(key=lambda c: -c.score)
     best = scored[0]
     reason = (f"{qtype or 'open'} question; best label {best.label!r} ({best.label_score:.2f})"

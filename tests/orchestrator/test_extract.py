@@ -113,3 +113,28 @@ def test_bad_answer_mode_is_a_clear_error(tiny_model):
     p = VisualQAPipeline(tiny_model, experts=[ocr_stub(RECEIPT)], router="all")
     with pytest.raises(ValueError, match="answer_mode"):
         p.invoke({"image": make_image(0), "question": "x?", "answer_mode": 3})
+
+
+BOOK = "Tobias Fischer\nTHE SILENT ARCHIVE\nThe bestselling debut\nBeacon House"
+TICKET = "BOARDING PASS\nPassenger | LARSEN/BRUNO\nFrom | Cork | To | Nantes\nGate | J9 | Boarding | 15:20\nSeat | 29D"
+
+
+@pytest.mark.parametrize("text,question,answer", [
+    (BOOK, "Who is the author of this book?", "Tobias Fischer"),      # a person's name: two capitalised words
+    (BOOK, "Which publisher is on the cover?", "Beacon House"),       # an organisation: 'House'
+    (BOOK, "What is the title of the book?", "THE SILENT ARCHIVE"),   # a title is not a person's name
+    (TICKET, "What is the destination?", "Nantes"),                   # labelled by the cell before it ('To')
+    (TICKET, "Where does the flight depart from?", "Cork"),
+    (TICKET, "What is the seat number?", "29D"),
+    ("GATE D9\nFlight to Oslo\nDeparts 11:55", "What is the destination?", "Oslo"),
+    ("Account number | 4798- 2537-24", "What is the account number?", "4798-2537-24"),  # OCR split the code
+    ("REGISTRATION FORM\nNAME\nMaria Keller\nCITY\nTurin", "What is the applicant's surname?", "Maria Keller"),
+])
+def test_names_of_the_asked_kind_and_their_labels(text, question, answer):
+    assert extract_answer(question, text).answer == answer
+
+
+def test_a_label_after_the_span_counts_half():
+    cands = {c.text: c for c in candidates("Departs 11:55\nFlight to Oslo") if c.kind == "name"}
+    assert cands["Oslo"].label == "Flight to" and not cands["Oslo"].weak
+    assert cands["Departs"].weak  # only '11:55' after it: not the heading of anything
