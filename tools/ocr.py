@@ -15,7 +15,9 @@ One ``image_to_data`` call gives words with boxes and confidences. The text for 
 
   Two columns of running text (a vertical gutter shared by consecutive rows, 3+ rows with 3+ words a row on
   each side) are read column by column; each such region is separated by a blank line. A column of values
-  (prices, form entries) stays on its labels' rows.
+  (prices, form entries) stays on its labels' rows. Words under 40% confidence are left out (leader dots read
+  as "eee", barcodes, grain), and text Tesseract's layout analysis lost is read again region by region (psm 6):
+  the band of a tall doubtful word that swallowed lines, and text-sized ink no word covers.
 * ``layout="lines"``: lines from Tesseract's own block → paragraph → line hierarchy (its reading order), a blank
   line between blocks.
 
@@ -77,10 +79,15 @@ _COLUMN_MIN_ROWS = 3  # a text column has at least this many rows ...
 _COLUMN_MIN_WORDS = 3  # ... of (median) at least this many words: running text, not a column of values
 _DENOISE_SCALE = 2.0  # the denoised read is at least this much upscaled ...
 _DENOISE_MEDIAN = 5  # ... and median-filtered with this window (px of the upscaled image)
+_DENOISE_MAX_PIXELS = 4_000_000  # ... unless that makes more pixels than this (then less upscaled)
+_GRAIN_MIN = 9.0  # when nothing was read, the denoised read is tried only on images at least this grainy
 _DESKEW_MIN_DEG = 1.0  # slopes under this are left to Tesseract
 _QUALITY_MIN_CONF = 50.0  # words counted by _quality
 _DOUBTFUL_HEIGHT = 1.8  # a doubtful word this many median word heights tall has swallowed text: re-read its band
 _MAX_RECOVERED = 3  # at most this many such bands per image
+_INK_CONTRAST = 80  # grey levels from the background that count as ink when looking for text nothing read
+_MAX_UNREAD_INK = 0.15  # more uncovered ink than this share of the page: a photo or grain, no recovery
+_UNREAD_MIN_H, _UNREAD_MAX_H = 0.6, 3.0  # uncovered ink bands this many median text heights tall may be text
 _ROWS_MIN_CONF = 40.0  # the rows layout leaves out words under this confidence (bench: all 38 such were garbage)
 
 
@@ -255,10 +262,13 @@ class OCRTool(ExpertTool):
 
         read = _Read(words, first_scale, psm)
         self._layout_checks(gray, read, affordable)
-        if self.denoise and _mean_conf(read.words) < self.retry_conf:
-            # grain defeats Tesseract's binarisation (often no word at all): a 2x upscaled, median-filtered read
-            dscale = min(max(read.scale, _DENOISE_SCALE), (_MAX_SCALED_PIXELS / (gray.width * gray.height)) ** 0.5)
-            if affordable(dscale):
+        if (self.denoise and _mean_conf(read.words) < self.retry_conf
+                and (_quality(read.words) > 0 or _grain(gray) >= _GRAIN_MIN)):
+            # grain defeats Tesseract's binarisation (often no word at all): a 2x upscaled, median-filtered read;
+            # when nothing at all was read, only if the image is grainy (not a photo without text)
+            pixels = gray.width * gray.height
+            dscale = max(read.scale, min(_DENOISE_SCALE, (_DENOISE_MAX_PIXELS / pixels) ** 0.5))
+            if dscale * dscale * pixels <= _MAX_SCALED_PIXELS and affordable(dscale):
                 again = self._recognise(gray, dscale, read.psm, median=_DENOISE_MEDIAN)
                 logger.debug("low confidence %.1f: median-filtered read at x%.2f, quality %.1f -> %.1f",
                              _mean_conf(read.words), dscale, _quality(read.words), _quality(again))
@@ -277,6 +287,7 @@ class OCRTool(ExpertTool):
                     read.words, read.rotation = _rotate_words(again, -angle, rotated.size, gray.size), angle
         if self.layout == "rows" and read.words:
             self._recover_doubtful_regions(gray, read, affordable)
+            self._recover_unread_ink(gray, read, affordable)
         words, scale, psm = read.words, read.scale, read.psm
         lines = _group_lines(words)
         rows = _build_rows(words)
@@ -347,17 +358,30 @@ class OCRTool(ExpertTool):
                 break
             done.append(list(region))
             found = self._recognise(gray.crop(region), read.scale, 6, median=read.median)
-            new = []
-            for w in found:
-                bx = [w["box"][0] + region[0], w["box"][1] + region[1], w["box"][2] + region[0], w["box"][3] + region[1]]
-                if (w["conf"] >= _QUALITY_MIN_CONF and any(ch.isalnum() for ch in w["text"])
-                        and not any(_overlap(bx, c["box"]) > 0.3 * _area(bx) for c in confident)):
-                    new.append({**w, "box": bx, "line_key": [-1 - n, *w["line_key"][1:]]})
+            new = _new_words(found, region, confident, -1 - n)
             logger.debug("doubtful word %r at %s: re-read of band %s found %s", word["text"], word["box"], region,
                          [w["text"] for w in new])
             if new:
                 read.words = [w for w in read.words if w is not word] + new
                 confident += new
+
+    def _recover_unread_ink(self, gray: Image.Image, read: _Read, affordable: Callable[..., bool]) -> None:
+        """Tesseract's layout analysis sometimes drops a text region without a trace (a price next to a barcode, a
+        block beside another): ink no read word covers, in text-sized patches, is read again region by region
+        (psm 6) and its confident words are added. Skipped on photos and grain (much uncovered ink)."""
+        confident = [w for w in read.words if w["conf"] >= _ROWS_MIN_CONF]
+        if len(confident) < 2:
+            return
+        median_h = statistics.median(_height(w["box"]) for w in confident)
+        for region in _unread_ink_regions(gray, confident, median_h)[:_MAX_RECOVERED]:
+            area = (region[2] - region[0]) * (region[3] - region[1])
+            if not affordable(read.scale, max(0.25, area / (gray.width * gray.height))):
+                break
+            found = self._recognise(gray.crop(region), read.scale, 6, median=read.median)
+            new = _new_words(found, region, confident, -100 - len(confident))
+            logger.debug("unread ink at %s: re-read found %s", region, [w["text"] for w in new])
+            read.words = read.words + new
+            confident += new
 
     def _affordable(self, started: float, first_read: float, relative_cost: float) -> bool:
         """May an optional re-read costing about ``relative_cost`` first reads (``first_read`` seconds) start
@@ -502,6 +526,16 @@ def _quality(words: list[dict[str, Any]]) -> float:
     return sum(w["conf"] / 100 * len(w["text"]) for w in words if w["conf"] >= _QUALITY_MIN_CONF)
 
 
+def _grain(gray: Image.Image) -> float:
+    """Mean absolute difference (grey levels) between the image and its 3x3 median: ~1 on clean renders and
+    scans, ~1-8 on photos, 10+ on grainy images."""
+    import numpy as np
+    from PIL import ImageFilter
+
+    a = np.asarray(gray, dtype=np.int16)
+    return float(np.abs(a - np.asarray(gray.filter(ImageFilter.MedianFilter(3)), dtype=np.int16)).mean())
+
+
 def _bicubic() -> Any:
     from PIL import Image
 
@@ -592,6 +626,80 @@ def _centre(box: list[int]) -> tuple[float, float]:
 
 def _height(box: list[int]) -> int:
     return max(box[3] - box[1], 1)
+
+
+def _new_words(found: list[dict[str, Any]], region: tuple[int, ...], confident: list[dict[str, Any]],
+               block: int) -> list[dict[str, Any]]:
+    """Words read on the crop ``region`` → original pixels; kept when confident, with a letter or digit, and not
+    overlapping a confident word already read. ``block`` becomes their Tesseract block number."""
+    new = []
+    for w in found:
+        x1, y1, x2, y2 = w["box"]
+        box = [x1 + region[0], y1 + region[1], x2 + region[0], y2 + region[1]]
+        if (w["conf"] >= _QUALITY_MIN_CONF and any(ch.isalnum() for ch in w["text"])
+                and not any(_overlap(box, c["box"]) > 0.3 * _area(box) for c in confident)):
+            new.append({**w, "box": box, "line_key": [block, *w["line_key"][1:]]})
+    return new
+
+
+def _unread_ink_regions(gray: Image.Image, words: list[dict[str, Any]], median_h: float) -> list[tuple[int, ...]]:
+    """Boxes (original pixels, padded) of text-sized ink patches no word box covers, largest first; none when
+    more than _MAX_UNREAD_INK of the page is uncovered ink (a photo, a textured or grainy background)."""
+    import numpy as np
+    from PIL import ImageFilter
+
+    cell = max(2, round(median_h / 4))
+    small = gray.filter(ImageFilter.MedianFilter(3)) if median_h >= 8 else gray
+    a = np.asarray(small, dtype=np.int16)
+    background = int(np.median(a))
+    ink = np.abs(a - background) > _INK_CONTRAST
+    rows, cols = a.shape[0] // cell, a.shape[1] // cell
+    if rows < 2 or cols < 2:
+        return []
+    grid = ink[: rows * cell, : cols * cell].reshape(rows, cell, cols, cell).mean(axis=(1, 3)) > 0.04
+    pad = max(1, round(median_h / 3))
+    for w in words:
+        x1, y1, x2, y2 = w["box"]
+        top, left = max(0, (y1 - pad) // cell), max(0, (x1 - pad) // cell)
+        grid[top: (y2 + pad) // cell + 1, left: (x2 + pad) // cell + 1] = False
+    grid[:, :1] = grid[:, -1:] = False  # page borders
+    grid[:1, :] = grid[-1:, :] = False
+    if grid.mean() > _MAX_UNREAD_INK:
+        return []
+    # frames, rules and barcodes: cell columns / rows mostly uncovered ink are lines, not dropped words
+    grid[:, grid.mean(axis=0) > 0.5] = False
+    grid[grid.mean(axis=1) > 0.5, :] = False
+    # bands of consecutive cell rows with uncovered ink, then runs along x split at gaps > 2 text heights
+    regions = []
+    active = np.flatnonzero(grid.any(axis=1))
+    bands: list[list[int]] = []
+    for r in active:
+        if bands and r - bands[-1][-1] <= 1:
+            bands[-1].append(r)
+        else:
+            bands.append([r])
+    gap_cells = max(2, round(2 * median_h / cell))
+    for band in bands:
+        top, bottom = band[0] * cell, (band[-1] + 1) * cell
+        height = bottom - top
+        if not _UNREAD_MIN_H * median_h <= height <= _UNREAD_MAX_H * median_h:
+            continue  # rules, underlines, specks; pictures, vertical lines
+        xs = np.flatnonzero(grid[band[0]: band[-1] + 1].any(axis=0))
+        runs: list[list[int]] = [[xs[0], xs[0]]]
+        for x in xs[1:]:
+            if x - runs[-1][1] <= gap_cells:
+                runs[-1][1] = x
+            else:
+                runs.append([x, x])
+        for x1, x2 in runs:
+            left, right = x1 * cell, (x2 + 1) * cell
+            if right - left < 0.6 * median_h:
+                continue
+            margin = round(median_h / 2)
+            regions.append((max(0, left - margin), max(0, top - margin), min(gray.width, right + margin),
+                            min(gray.height, bottom + margin)))
+    regions.sort(key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+    return [tuple(int(v) for v in r) for r in regions]
 
 
 def _area(box: list[int]) -> int:

@@ -9,7 +9,15 @@ import pytest
 from tools import OCRTool
 from tools.ocr import CELL_SEPARATOR, _build_rows, character_error_rate
 
-from .helpers import add_grain, render_label_values, render_lines, render_receipt, render_two_columns
+from .helpers import (
+    add_grain,
+    render_label_values,
+    render_lines,
+    render_receipt,
+    render_ticket_with_barcode,
+    render_two_columns,
+    ultralytics_asset,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
 
@@ -307,3 +315,20 @@ def test_rotated_page_is_deskewed_and_boxes_stay_in_original_pixels(ocr: OCRTool
     label, value = (cell["box"] for cell in total["cells"])
     assert value[1] < label[1] - 20  # as drawn: rotated counter-clockwise, the right end of the row is higher
     assert all(0 <= v <= max(img.size) for v in label + value)
+
+
+@pytest.mark.slow
+def test_text_dropped_by_layout_analysis_is_recovered_from_unread_ink(ocr: OCRTool) -> None:
+    img, pairs = render_ticket_with_barcode()
+    old = OCRTool(layout="lines").run_expert(image=img)
+    assert "26.28" not in old.text  # Tesseract drops the price beside the barcode, not even a doubtful word
+    result = ocr.run_expert(image=img)
+    assert "Price | 26.28" in result.text.splitlines(), result.text
+    assert _pairs_on_one_line(result.text, pairs) == len(pairs)
+    assert not any(ch.isalpha() for ch in result.text.splitlines()[-1].replace("Price", ""))  # no barcode garbage
+
+
+@pytest.mark.slow
+def test_photo_without_text_costs_no_denoised_read(ocr: OCRTool) -> None:
+    result = ocr.run_expert(image=ultralytics_asset("bus.jpg"))
+    assert result.data["median_filter"] == 0 and result.data["scale"] == 1.0  # nothing read, not grainy: one read
