@@ -92,7 +92,7 @@ _ROLES: list[tuple[str, re.Pattern[str]]] = [
                        r"manufacturer|made by|supplier|provider|vendor|merchant|publisher|published|publishes|"
                        r"issuer|issued by|pharmacy|clinic|organi[sz]er|organi[sz]ation|sponsor)\b")),
     ("place", re.compile(r"\b(venue|place|destination|city|town|village|country|location|station|airport|"
-                         r"where)\b")),
+                         r"building|museum|gym|park|library|school|hospital|club|where)\b")),
     ("person", re.compile(r"\b(who|whom|whose|author|wrote|written by|surname|first name|last name|family name|"
                           r"forename|given name|applicant|customer|client|passenger|patient|doctor|physician|"
                           r"prescriber|pharmacist|member|holder|employee|student|guest|tenant|driver|cashier|"
@@ -194,6 +194,9 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "date": ("dated", "on"),
     "address": ("addr",),
     "quantity": ("qty",),
+    "weigh": ("weight", "wt", "net"),
+    "weighs": ("weight", "wt", "net"),
+    "weight": ("wt", "net"),
     "destination": ("to", "arrival", "arrive", "arrives", "towards", "for"),
     "origin": ("from", "departure", "departs", "depart"),
     "depart": ("from", "departure", "departs", "origin"),
@@ -225,7 +228,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("time", re.compile(r"\b\d{1,2}:[0-5]\d(?:\s?[ap]\.?m\.?)?(?![\d.:])|\b\d{1,2}\.[0-5]\d\s?[ap]\.?m\b\.?|"
                         r"\b\d{1,2}\s?[ap]\.?m\b\.?", re.IGNORECASE)),
     ("phone", re.compile(r"(?<![\w.])\+?\(?\d{2,4}\)?(?:[\s.-]?\d{2,4}){2,4}(?![\w.])")),
-    ("money", re.compile(r"[$€£]\s?\d[\d,]*(?:\.\d{1,2})?|(?<![\w.:/-])\d{1,3}(?:,\d{3})*\.\d{2}(?![\w.])|"
+    ("money", re.compile(r"-?[$€£]\s?\d[\d,]*(?:\.\d{1,2})?|(?<![\w.:/])-\d+\.\d{2}(?![\w.])|(?<![\w.:/-])\d{1,3}(?:,\d{3})*\.\d{2}(?![\w.])|"
                          r"(?<![\w.:/-])\d+\.\d{2}(?![\w.])|(?<![\w.])\d+,\d{2}(?![\w,])")),
     ("code", re.compile(r"(?<![\w-])(?=[A-Za-z0-9#/-]*\d)(?=[A-Za-z0-9#/-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9#/-]*"
                         r"[A-Za-z0-9](?![\w-])|(?<![\w-])\d{3,}(?:-\d+)+(?![\w-])|(?<![\w.])#\s?\d+")),
@@ -237,7 +240,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
                         r"{0,4}[ ]+[A-Z][A-Za-z'’-]+\b|\b[A-Z][a-z]{2,}\b")),
 ]
 #: a small preference among equally labelled spans: the most specific kind of span first
-_KIND_PRIOR = {"name": 0.3, "cell": 0.15, "line": 0.0}
+_KIND_PRIOR = {"name": 0.3, "cell": 0.15, "line": 0.0, "quantity": 0.5}
 _ISSUER_PRIOR = (1.0, 0.5)
 #: words beside a value that do not label it
 _UNITS = set("eur usd gbp chf jpy cad aud sek nok dkk pln czk inr cny rmb kr eu us uk each ea per pcs pc x incl "
@@ -266,6 +269,8 @@ class Candidate:
     label: str
     """The words that label it: the rest of its row, else the line above."""
     weak: bool = False
+    column: bool = False
+    """The label is the header of its column (the row above is a row of bare labels)."""
     """The label was found only after the span or elsewhere in its row (it counts half)."""
     label_score: float = 0.0
     lm_score: float | None = None
@@ -294,9 +299,12 @@ def answer_type(question: str) -> str | None:
     if re.search(r"\b(describe|explain|summari[sz]e|why|what does .* (say|mean|show)|what is (shown|happening)|"
                  r"what'?s (shown|happening)|what kind|what type|tell me about)\b", q):
         return None
-    lead = re.match(r"(who|whom|whose|where)\b", q)
+    lead = re.match(r"(who|whom|whose|where)\b|(which|what) (building|place|venue|shop|store|restaurant|company|brand|"
+                    r"business|firm|hotel|museum|station|airport|gym|school|library|hospital|clinic|club|park|"
+                    r"city|town|country|street|publisher|organi[sz]ation|person|team)\b", q)
     if lead and not re.search(_QUESTION_TYPES[0][1] + "|" + _QUESTION_TYPES[1][1] + "|" + _QUESTION_TYPES[2][1], q):
-        # the question word says it first ("Where does the flight depart from?" asks for a place, not a code)
+        # the question word says it first ("Where does the flight depart from?" asks for a place, not a code;
+        # "Which building has these hours?" for a name, not a time)
         return "name"
     for kind, pattern in _QUESTION_TYPES:
         if re.search(pattern, q):
@@ -350,6 +358,14 @@ def label_match(question: str, label: str) -> float:
     return max(0.0, matched / total - 0.05 * extra)
 
 
+def _is_heading(cell: str) -> bool:
+    """A column header: a few capitalised words, no digits ("MEMBER ID", "DATE OF BIRTH"). Lower-case cells are
+    more often values of their own row ("From | Cork | To | Nantes") than headers."""
+    letters = [ch for ch in cell if ch.isalpha()]
+    return (not any(ch.isdigit() for ch in cell) and 1 <= len(cell.split()) <= 4 and bool(letters)
+            and all(ch.isupper() for ch in letters))
+
+
 def _meaningful(text: str) -> bool:
     return any(w not in _UNITS for w in _words(text))
 
@@ -374,19 +390,26 @@ def _label_of(cells: Sequence[str], index: int, left: str, right: str, prev: str
 
 
 def _clean_cell(text: str) -> str:
-    return text.strip(" \t|:;,.-–—") if text.strip(" \t|:;,.-–—") else text.strip()
+    text = text.strip(" \t|")
+    sign = "-" if re.match(r"-\s?[$€£]?\d", text) else ""  # a negative amount keeps its sign
+    cleaned = text.strip(" \t|:;,.-–—")
+    return sign + cleaned if cleaned else text
 
 
 def candidates(text: str) -> list[Candidate]:
-    """Every span of ``text`` that could answer a factual question, with its label (deduplicated by text,
-    keeping the first occurrence's position but the best-labelled one's label)."""
+    """Every span of ``text`` that could answer a factual question, with its label — one candidate per
+    occurrence (a value printed twice, "New charges 91.61" and "AMOUNT DUE 91.61", has both labels)."""
     lines = [line.strip() for line in text.splitlines()]
     out: list[Candidate] = []
     prev = ""
+    header: list[str] = []
     for i, line in enumerate(lines):
         if not line:
             continue
         cells = [c for c in (_clean_cell(c) for c in _CELL_SPLIT.split(line)) if c]
+        # a row of bare labels ("NAME | PHONE") heads the row below it column by column
+        columns = header if len(header) == len(cells) > 1 else None
+        header = cells if len(cells) > 1 and all(_is_heading(c) for c in cells) else []
         for cell_index, cell in enumerate(cells):
             for kind, pattern in _PATTERNS:
                 for m in pattern.finditer(cell):
@@ -394,19 +417,27 @@ def candidates(text: str) -> list[Candidate]:
                     if kind == "name" and (span.isdigit() or len(span) < 2
                                            or all(w.lower() in _FUNCTION_WORDS for w in span.split())):
                         continue
-                    label, weak = _label_of(cells, cell_index, cell[:m.start()], cell[m.end():], prev)
+                    if kind == "phone" and (sum(ch.isdigit() for ch in span) < 7
+                                            or _PATTERNS_BY_KIND["date"].fullmatch(span)):
+                        continue
+                    column = columns is not None and not _meaningful(cell[:m.start()].strip(" :|-"))
+                    if column:
+                        label, weak = columns[cell_index], False  # type: ignore[index]
+                    else:
+                        label, weak = _label_of(cells, cell_index, cell[:m.start()], cell[m.end():], prev)
                     if kind == "number":
                         kind_ = "integer" if span.isdigit() else "number"
                     else:
                         kind_ = kind
-                    out.append(Candidate(span, kind_, i, label, weak=weak))
+                    out.append(Candidate(span, kind_, i, label, weak=weak, column=column))
             if len(cells) > 1 and len(cell) <= _MAX_LINE_CHARS:
                 head = _LABEL_SPLIT.split(cell, maxsplit=1)
                 if len(head) == 2 and head[1]:
                     out.append(Candidate(head[1], "cell", i, head[0]))
                 else:
-                    label, weak = _label_of(cells, cell_index, "", "", prev)
-                    out.append(Candidate(cell, "cell", i, label, weak=weak))
+                    label, weak = ((columns[cell_index], False) if columns is not None
+                                   else _label_of(cells, cell_index, "", "", prev))
+                    out.append(Candidate(cell, "cell", i, label, weak=weak, column=columns is not None))
         flat = line.replace(" | ", " ")
         head = _LABEL_SPLIT.split(flat, maxsplit=1)
         keyed = len(cells) > 1 or (len(head) == 2 and bool(head[1]))
@@ -418,12 +449,7 @@ def candidates(text: str) -> list[Candidate]:
         # a line labels the one below only when it is a bare heading ("TOTAL", "SPEED LIMIT", "Ship to:"),
         # not a "label value" row of its own
         prev = flat.rstrip(": ") if not keyed and len(flat.split()) <= 5 else ""
-    best: dict[tuple[str, str], Candidate] = {}
-    for c in out:
-        key = (c.text, c.kind)
-        if key not in best:
-            best[key] = c
-    return list(best.values())
+    return out
 
 
 def _range_ends(question: str, text: str) -> dict[str, float]:
@@ -466,7 +492,7 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     qtype = answer_type(question)
     if qtype is None and require_type:
         return Extraction(None, None, reason="open question: no answer type")
-    pool = candidates(text)
+    pool = every = candidates(text)
     if qtype is not None:
         kinds = _TYPE_KINDS[qtype]
         typed = [c for c in pool if c.kind in kinds]
@@ -479,13 +505,19 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
         pool = typed
     if not pool:
         return Extraction(None, qtype, reason="no text to extract from")
+    labels = {c.label.lower() for c in every if c.column}
     for c in pool:
         c.label_score = label_match(question, c.label) * (0.5 if c.weak else 1.0)
+        if c.kind in ("name", "cell", "line") and c.text.lower() in labels:
+            c.label_score -= 1.0  # it heads a column ("PHONE" above a number): a field name, not a value
         # a span that repeats the question's own words ("Total" for "What is the total?") is its label, not the
         # answer; kinds that carry their own meaning (amounts, dates, codes) are exempt
         if c.kind in ("name", "cell", "line") and label_match(question, c.text) > 0:
             c.label_score -= 1.0
-    pool.sort(key=lambda c: (-c.label_score, c.line))
+    best: dict[str, Candidate] = {}  # one candidate per span text: its best-labelled occurrence
+    for c in sorted(pool, key=lambda c: (-c.label_score, c.line)):
+        best.setdefault(c.text, c)
+    pool = list(best.values())
     scored = pool[:max_scored]
     if scorer is not None:
         lm = list(scorer([c.text for c in scored]))

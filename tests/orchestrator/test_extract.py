@@ -138,3 +138,21 @@ def test_a_label_after_the_span_counts_half():
     cands = {c.text: c for c in candidates("Departs 11:55\nFlight to Oslo") if c.kind == "name"}
     assert cands["Oslo"].label == "Flight to" and not cands["Oslo"].weak
     assert cands["Departs"].weak  # only '11:55' after it: not the heading of anything
+
+
+def test_a_row_of_capitalised_labels_heads_the_row_below_column_by_column():
+    form = "NAME | PHONE\nPeter Horvath | 347-927-3035\nDATE OF BIRTH | MEMBER ID\n1996-08-01 | 648968"
+    assert extract_answer("What is the phone number?", form).answer == "347-927-3035"
+    assert extract_answer("What is the member ID?", form).answer == "648968"
+    assert extract_answer("Who is the applicant?", form).answer == "Peter Horvath"  # not the header 'PHONE'
+    assert extract_answer("When was the applicant born?", form).answer == "1996-08-01"
+    # a lower-case key/value row is not a header of the row below it
+    ticket = "From | Cork | To | Nantes\nFlight | CR990 | Date | 6 Mar 2023"
+    assert extract_answer("What is the destination?", ticket).answer == "Nantes"
+
+
+def test_a_value_printed_twice_keeps_its_best_label():
+    bill = "Previous balance\nPayment received | -111.17\nNew charges | 91.61\nAMOUNT DUE | 91.61 EUR"
+    best = extract_answer("How much is due?", bill)
+    assert best.answer == "91.61" and best.candidates[0].label == "AMOUNT DUE"
+    assert extract_answer("How much was the payment received?", bill).answer == "-111.17"
