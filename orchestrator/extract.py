@@ -51,7 +51,7 @@ _QUESTION_TYPES: list[tuple[str, str]] = [
     ("phone", r"\b(phone|telephone|tel|mobile|cell|fax|call)\b"),
     ("website", r"\b(website|web site|url|web address|homepage)\b"),
     ("quantity", r"\b(weight|weigh|weighs|net wt|volume|size|capacity|length|width|height|depth|dimensions?|"
-                 r"how (heavy|big|large|long|tall|wide)|dose|dosage|strength|contents?|quantity|qty)\b"),
+                 r"how (heavy|big|large|long|tall|wide)|dose|dosage|strength|contents?|contains?|quantity|qty)\b"),
     ("money", r"\bhow much\b|\b(cost|costs|costed|price|prices|priced|total|subtotal|sub-total|amount|pay|paid|"
               r"payable|charge|charged|fee|fees|fare|tax|vat|tip|gratuity|discount|balance|spent|spend|owed|owe|"
               r"refund|deposit|sum|change|cash|paid in|tendered)\b|[$€£]"),
@@ -119,6 +119,21 @@ def _name_role(question: str) -> str | None:
         if pattern.search(q):
             return role
     return None
+
+
+#: label words that say which kind of name a field holds
+_LABEL_ROLES = {
+    "person": set("""name passenger customer client patient member holder cardholder author by doctor dr applicant
+               guest driver tenant recipient attn attention signed prescriber pharmacist contact""".split()),
+    "place": set("from to destination venue at city town country address location station origin".split()),
+    "org": set("company publisher issuer supplier provider vendor merchant brand bank pharmacy".split()),
+}
+
+
+def _label_role(label: str) -> str | None:
+    words = set(_words(label))
+    found = [role for role, vocab in _LABEL_ROLES.items() if words & vocab]
+    return found[0] if len(found) == 1 else None
 
 
 def _shape(role: str | None, text: str) -> float:
@@ -197,6 +212,8 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "weigh": ("weight", "wt", "net"),
     "weighs": ("weight", "wt", "net"),
     "weight": ("wt", "net"),
+    "contain": ("volume", "contents", "net", "wt", "weight", "vol"),
+    "contains": ("volume", "contents", "net", "wt", "weight", "vol"),
     "destination": ("to", "arrival", "arrive", "arrives", "towards", "for"),
     "origin": ("from", "departure", "departs", "depart"),
     "depart": ("from", "departure", "departs", "origin"),
@@ -206,6 +223,10 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "arrive": ("to", "arrival", "destination"),
     "arrival": ("to", "arrive", "destination"),
     "going": ("to", "destination"),
+    "start": ("from", "departure", "departs", "origin"),
+    "starts": ("from", "departure", "departs", "origin"),
+    "begin": ("from", "departure", "origin"),
+    "begins": ("from", "departure", "origin"),
     "pay": ("due", "payable", "total", "amount", "balance"),
     "owe": ("due", "payable", "balance", "total"),
     "surname": ("name", "last", "family"),
@@ -237,7 +258,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
                             re.IGNORECASE)),
     ("number", re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w]|[.,]\d)")),
     ("name", re.compile(r"\b[A-Z][A-Za-z'’.-]*\.?(?:[ ]+(?:[A-Z][A-Za-z'’.-]*|de|van|von|da|di|le|la|du|of|the|and|&))"
-                        r"{0,4}[ ]+[A-Z][A-Za-z'’-]+\b|\b[A-Z][a-z]{2,}\b")),
+                        r"{0,4}[ ]+[A-Z][A-Za-z'’-]+\b|\b[A-Z][A-Za-z]{2,}\b")),
 ]
 #: a small preference among equally labelled spans: the most specific kind of span first
 _KIND_PRIOR = {"name": 0.3, "cell": 0.15, "line": 0.0, "quantity": 0.5}
@@ -251,6 +272,7 @@ _END_WORDS = re.compile(r"\b(close|closes|closing|closed|end|ends|ending|finish|
 _START_WORDS = re.compile(r"\b(open|opens|opening|start|starts|starting|begin|begins|from|first|earliest|depart|"
                           r"departs|departure|leave|leaves|check-?in|issued|valid from)\b")
 _PATTERNS_BY_KIND = dict(_PATTERNS)
+_OCR_DECIMAL = re.compile(r"(?<=\d) \.(?=\d{2}\b)")  # "15 .02": OCR put a space before the decimal point
 _OCR_HYPHEN = re.compile(r"(?<=\d)-[ ](?=\d)")  # "4798- 2537-24": OCR split a code after its hyphen
 _CELL_SPLIT = re.compile(r"\s+\|\s+|\s{2,}|\t")
 _LABEL_SPLIT = re.compile(r"\s*[:=]\s+|\s*:\s*$")
@@ -317,7 +339,11 @@ def _words(text: str) -> list[str]:
 
 
 def _content_words(question: str) -> list[str]:
-    return [w for w in _words(question) if w not in _STOP and len(w) > 1]
+    words = _words(question)
+    kept = [w for w in words if w not in _STOP and len(w) > 1]
+    if words and words[-1] in ("to", "from"):  # "Which city is the ticket to?", "Where does it start from?"
+        kept.append(words[-1])
+    return kept
 
 
 def _same_word(a: str, b: str) -> bool:
@@ -488,7 +514,7 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     ``auto`` mode uses to fall back to generation. At most ``max_scored`` candidates (best label evidence first)
     are scored by the model.
     """
-    text = _OCR_HYPHEN.sub("-", text)
+    text = _OCR_DECIMAL.sub(".", _OCR_HYPHEN.sub("-", text))
     qtype = answer_type(question)
     if qtype is None and require_type:
         return Extraction(None, None, reason="open question: no answer type")
@@ -506,8 +532,11 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     if not pool:
         return Extraction(None, qtype, reason="no text to extract from")
     labels = {c.label.lower() for c in every if c.column}
+    role = _name_role(question) if qtype == "name" else None
     for c in pool:
         c.label_score = label_match(question, c.label) * (0.5 if c.weak else 1.0)
+        if role is not None and _label_role(c.label) not in (None, role):
+            c.label_score -= 0.5  # "PASSENGER Liam Whitfield" is no answer to "Where does the journey start?"
         if c.kind in ("name", "cell", "line") and c.text.lower() in labels:
             c.label_score -= 1.0  # it heads a column ("PHONE" above a number): a field name, not a value
         # a span that repeats the question's own words ("Total" for "What is the total?") is its label, not the
@@ -524,7 +553,6 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
         for c, s in zip(scored, lm):
             c.lm_score = float(s)  # the model's mean log-probability of the span
     ends = _range_ends(question, text) if qtype in ("time", "date") else {}
-    role = _name_role(question) if qtype == "name" else None
     issuer = qtype == "name" and (bool(_ISSUER.search(question.lower())) or role == "title")
     first_line = min((c.line for c in pool), default=0)
     for c in scored:
