@@ -98,7 +98,8 @@ def render_documents(out: Path, n: int, seed: int = 0) -> Path:
     return inp
 
 
-def batch_rows_per_minute(model, inp: Path, sizes: list[int], reps: int, workers: int) -> dict[int, dict]:
+def batch_rows_per_minute(model, inp: Path, sizes: list[int], reps: int, workers: int,
+                          answer_mode: str = "generate") -> dict[int, dict]:
     from orchestrator.batch import read_rows, run_batch
     from orchestrator.experts import default_pipeline_experts
     from orchestrator.pipeline import VisualQAPipeline
@@ -109,7 +110,7 @@ def batch_rows_per_minute(model, inp: Path, sizes: list[int], reps: int, workers
     for rep in range(reps):
         for b in sizes:
             pipeline = VisualQAPipeline(model, experts=default_pipeline_experts(), cache_experts=False,
-                                        expert_workers=workers)
+                                        expert_workers=workers, answer_mode=answer_mode)
             model.configure_engine(max_batch_size=b)
             answers: dict[str, str] = {}
 
@@ -182,6 +183,9 @@ def main() -> int:
     ap.add_argument("--gap", type=float, default=0.25, help="mean seconds between arrivals in part 3")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     ap.add_argument("--expert-workers", type=int, default=None, help="rows running experts at once (default: cores)")
+    ap.add_argument("--answer-mode", default="generate", choices=["generate", "extract", "auto"],
+                    help="answer mode of the lav2 batch part (default generate: what the engine batches is decode; "
+                         "extraction answers with one scoring forward per row and no decode, see docs/grounding.md)")
     ap.add_argument("--quick", action="store_true", help="1 rep, 16 docs, 8 arrivals (a smoke run)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: decode,batch,arrivals")
     args = ap.parse_args()
@@ -213,7 +217,7 @@ def main() -> int:
             inp = render_documents(Path(tmp), args.docs)
             print(f"\n## 2. lav2 batch over {args.docs} rendered documents (OCR + short answer), {workers} expert "
                   f"workers", flush=True)
-            res = batch_rows_per_minute(model, inp, [1, big], args.reps, workers)
+            res = batch_rows_per_minute(model, inp, [1, big], args.reps, workers, args.answer_mode)
         one, many = statistics.median(res[1]["rpm"]), statistics.median(res[big]["rpm"])
         same = res[1]["answers"] == res[big]["answers"]
         print(f"| --max-batch-size | rows/min (median) | correct |\n|---:|---:|---:|")

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     ok = is_correct(result.answer, [EXPECTED])
     t = result.timings
-    print(f"({t['experts']:.1f}s experts, {t['generate']:.1f}s answer, {time.perf_counter() - start:.1f}s total)")
+    print(f"({t['experts']:.1f}s experts, {t.get('extract', 0.0) + t['generate']:.1f}s answer, {time.perf_counter() - start:.1f}s total)")
     print(f"{'correct' if ok else 'WRONG'}: the receipt's total is {EXPECTED}")
     return 0 if ok else 1
 
