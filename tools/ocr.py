@@ -138,6 +138,9 @@ class OCRTool(ExpertTool):
     Tesseract's blocks (corrected for a slight slope), words left to right, cells separated by wide gaps joined
     with ``" | "`` ("TOTAL | 18.55"); two-column running text is read column by column. ``lines``: Tesseract's
     own lines in its block order, a blank line between blocks."""
+    cell_separator: str = CELL_SEPARATOR
+    """Joins the cells of a row in the ``rows`` layout (text and ``data["rows"][i]["text"]``); ``cells`` always
+    hold them apart. ``" "`` gives the rows without visible cells."""
     psm: int | None = None
     """Tesseract page segmentation mode. None (auto): 3 (layout analysis, keeps columns apart), but when it
     finds text blocks side by side it also tries 4 (one column of rows, right for receipts and label/value
@@ -291,6 +294,9 @@ class OCRTool(ExpertTool):
         words, scale, psm = read.words, read.scale, read.psm
         lines = _group_lines(words)
         rows = _build_rows(words)
+        if self.cell_separator != CELL_SEPARATOR:
+            for row in rows:
+                row["text"] = self.cell_separator.join(cell["text"] for cell in row["cells"])
         text = "\n".join(_row_texts(rows) if self.layout == "rows" else _paragraph_texts(lines))
         return {
             "text": text,

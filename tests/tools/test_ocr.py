@@ -332,3 +332,12 @@ def test_text_dropped_by_layout_analysis_is_recovered_from_unread_ink(ocr: OCRTo
 def test_photo_without_text_costs_no_denoised_read(ocr: OCRTool) -> None:
     result = ocr.run_expert(image=ultralytics_asset("bus.jpg"))
     assert result.data["median_filter"] == 0 and result.data["scale"] == 1.0  # nothing read, not grainy: one read
+
+
+@pytest.mark.slow
+def test_cell_separator_is_configurable_and_cells_stay_structured(ocr: OCRTool) -> None:
+    img, _ = render_label_values(BOARDING, title="BOARDING PASS", width=1000, value_x=700)
+    result = OCRTool(cell_separator=" ").run_expert(image=img)
+    assert "Seat 14C" in result.text.splitlines() and CELL_SEPARATOR not in result.text
+    seat = next(row for row in result.data["rows"] if row["text"] == "Seat 14C")
+    assert [cell["text"] for cell in seat["cells"]] == ["Seat", "14C"]
