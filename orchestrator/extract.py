@@ -125,7 +125,8 @@ def _name_role(question: str) -> str | None:
 _LABEL_ROLES = {
     "person": set("""name passenger customer client patient member holder cardholder author by doctor dr applicant
                guest driver tenant recipient attn attention signed prescriber pharmacist contact""".split()),
-    "place": set("from to destination venue at city town country address location station origin".split()),
+    # not "from"/"to"/"address": a parcel's or a letter's From and To are people as often as places
+    "place": set("destination venue city town country location station origin".split()),
     "org": set("company publisher issuer supplier provider vendor merchant brand bank pharmacy".split()),
 }
 
