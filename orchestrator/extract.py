@@ -273,6 +273,7 @@ _END_WORDS = re.compile(r"\b(close|closes|closing|closed|end|ends|ending|finish|
 _START_WORDS = re.compile(r"\b(open|opens|opening|start|starts|starting|begin|begins|from|first|earliest|depart|"
                           r"departs|departure|leave|leaves|check-?in|issued|valid from)\b")
 _PATTERNS_BY_KIND = dict(_PATTERNS)
+_OCR_DOUBLE_POINT = re.compile(r"(?<=\d)\. ?\.(?=\d{2}\b)")  # "3. .52": a leader dot read into the number
 _OCR_DECIMAL = re.compile(r"(?<=\d) \.(?=\d{2}\b)")  # "15 .02": OCR put a space before the decimal point
 _OCR_HYPHEN = re.compile(r"(?<=\d)-[ ](?=\d)")  # "4798- 2537-24": OCR split a code after its hyphen
 _CELL_SPLIT = re.compile(r"\s+\|\s+|\s{2,}|\t")
@@ -319,9 +320,12 @@ def answer_type(question: str) -> str | None:
     """The kind of answer a question asks for (``"money"``, ``"date"``, ``"name"``, ...), or ``None`` when open
     ("What does the sign say?", "Describe the picture")."""
     q = " ".join(question.lower().split())
-    if re.search(r"\b(describe|explain|summari[sz]e|why|what does .* (say|mean|show)|what is (shown|happening)|"
+    if re.search(r"\b(describe|explain|summari[sz]e|why|purpose|used for|what does .* (say|mean|show)|"
+                 r"what is (shown|happening)|"
                  r"what'?s (shown|happening)|what kind|what type|tell me about)\b", q):
         return None
+    if re.match(r"(by |until |till |since )?when\b", q) and not re.search(r"\bwhat time\b", q):
+        return "date"  # "By when must the bill be paid?" asks for a date, not the amount
     lead = re.match(r"(who|whom|whose|where)\b|(which|what) (building|place|venue|shop|store|restaurant|company|brand|"
                     r"business|firm|hotel|museum|station|airport|gym|school|library|hospital|clinic|club|park|"
                     r"city|town|country|street|publisher|organi[sz]ation|person|team)\b", q)
@@ -507,7 +511,7 @@ Scorer = Callable[[Sequence[str]], Sequence[float]]
 
 def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, require_type: bool = False,
                    max_scored: int = 24, label_weight: float = 4.0, shape_weight: float = 1.0,
-                   lm_weight: float = 0.25) -> Extraction:
+                   lm_weight: float = 0.15) -> Extraction:
     """The span of ``text`` (expert output, one line per printed line) that best answers ``question``.
 
     ``scorer`` (see :data:`Scorer`) adds the language model's belief; without one, label evidence and position
@@ -515,7 +519,7 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     ``auto`` mode uses to fall back to generation. At most ``max_scored`` candidates (best label evidence first)
     are scored by the model.
     """
-    text = _OCR_DECIMAL.sub(".", _OCR_HYPHEN.sub("-", text))
+    text = _OCR_DECIMAL.sub(".", _OCR_DOUBLE_POINT.sub(".", _OCR_HYPHEN.sub("-", text)))
     qtype = answer_type(question)
     if qtype is None and require_type:
         return Extraction(None, None, reason="open question: no answer type")

@@ -64,11 +64,11 @@ def test_extract_without_a_model_uses_the_labels(question, answer):
 
 
 def test_model_scores_break_ties_between_equally_labelled_spans():
-    text = "by Margaret Ellison\nby Penguin Books"
-    def prefers_penguin(spans):
-        return [0.0 if "Penguin" in s else -5.0 for s in spans]
+    text = "by Margaret Ellison\nby Thomas Hardy"
+    def prefers_hardy(spans):
+        return [0.0 if "Hardy" in s else -5.0 for s in spans]
     assert extract_answer("Who wrote this book?", text).answer == "Margaret Ellison"  # first line without a model
-    assert extract_answer("Who wrote this book?", text, prefers_penguin).answer == "Penguin Books"
+    assert extract_answer("Who wrote this book?", text, prefers_hardy).answer == "Thomas Hardy"
 
 
 def test_open_questions_and_missing_types_are_left_to_generation():
@@ -166,6 +166,8 @@ def test_a_value_printed_twice_keeps_its_best_label():
     ("THE LETTERS OF LYON\nSecond edition\nHannah Novak\nSilver Publishing", "Who published this book?",
      "Silver Publishing"),
     ("Hammer | 15 .02\nTOTAL | 20 .26", "What is the total?", "20.26"),                  # OCR spaced the point
+    ("Hand cream | 3. .52\nTOTAL | 40.38 EUR", "How much was the hand cream?", "3.52"),   # a leader dot in it
+    ("Due date | 23/08/2024\nAMOUNT DUE | £52.49", "By when must the bill be paid?", "23/08/2024"),
 ])
 def test_dev_failures_of_fresh_seeds(text, question, answer):
     """Shapes of misses on dev-kind documents of seeds 40..43 (never test/holdout kinds)."""
