@@ -333,7 +333,7 @@ class AdapterV2Model:
         for i, c in enumerate(conts):
             if not c:
                 continue
-            if chunks and size + len(c) <= max(max_tokens, width) and chunks[-1]:
+            if chunks and size + len(c) <= max(max_tokens, width):
                 chunks[-1].append(i)
                 size += len(c)
             else:

@@ -297,7 +297,7 @@ class OCRTool(ExpertTool):
         if self.cell_separator != CELL_SEPARATOR:
             for row in rows:
                 row["text"] = self.cell_separator.join(cell["text"] for cell in row["cells"])
-        text = "\n".join(_row_texts(rows) if self.layout == "rows" else _paragraph_texts(lines))
+        text = "\n".join(_region_texts(rows, "region") if self.layout == "rows" else _region_texts(lines, "block"))
         return {
             "text": text,
             "layout": self.layout,
@@ -612,15 +612,16 @@ def _side_by_side_blocks(lines: list[dict[str, Any]]) -> bool:
     return False
 
 
-def _paragraph_texts(lines: list[dict[str, Any]]) -> list[str]:
-    """One text line per OCR line; a blank line between blocks so separate regions stay separate."""
+def _region_texts(items: list[dict[str, Any]], key: str) -> list[str]:
+    """One text line per item (an OCR line or a row); a blank line where ``item[key]`` changes (Tesseract's block,
+    or the column of a two-column page), so separate regions stay separate."""
     texts: list[str] = []
-    previous_block = None
-    for line in lines:
-        if previous_block is not None and line["block"] != previous_block:
+    previous = None
+    for item in items:
+        if previous is not None and item[key] != previous:
             texts.append("")
-        texts.append(line["text"])
-        previous_block = line["block"]
+        texts.append(item["text"])
+        previous = item[key]
     return texts
 
 
@@ -891,18 +892,6 @@ def _build_rows(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for row in region_rows:
             out.append({k: v for k, v in row.items() if not k.startswith("_")} | {"region": region})
     return out
-
-
-def _row_texts(rows: list[dict[str, Any]]) -> list[str]:
-    """One text line per row; a blank line between regions (the columns of a two-column page)."""
-    texts: list[str] = []
-    previous = None
-    for row in rows:
-        if previous is not None and row["region"] != previous:
-            texts.append("")
-        texts.append(row["text"])
-        previous = row["region"]
-    return texts
 
 
 def character_error_rate(reference: str, hypothesis: str) -> float:
