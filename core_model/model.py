@@ -422,7 +422,8 @@ class Transformer(nn.Module):
     def forward(self, tokens: torch.Tensor, visual: torch.Tensor | None = None, *, start: int | torch.Tensor = 0,
                 positions: torch.Tensor | None = None, cache: KVCache | None = None,
                 attn_mask: torch.Tensor | None = None, kv_len: int | None = None,
-                last_only: bool = False, return_hidden: bool = False) -> torch.Tensor:
+                last_only: bool = False, return_hidden: bool = False,
+                select: torch.Tensor | None = None) -> torch.Tensor:
         """tokens (B, T). ``visual``: (B, N_v, dim) visual prompt tokens or None.
 
         Positions: by default every row's tokens sit at ``start .. start+T``. ``positions`` (B, T) gives each row
@@ -431,7 +432,8 @@ class Transformer(nn.Module):
         depends on the query's absolute position. ``start``: the cache columns this step writes (an int for all
         rows, or a (B,) tensor of one column per row with ``kv_len`` columns attended; see :meth:`LayerCache.update`).
         ``attn_mask``: boolean (B, 1, T, kv columns), True = may attend (needed for padded or ragged batches).
-        ``last_only`` computes logits of the last position only (generation).
+        ``last_only`` computes logits of the last position only (generation); ``select``, a boolean (B, T) mask,
+        those positions' only, as (N, vocab) (training: the loss covers the response tokens).
         """
         B, T = tokens.shape
         h = self.embed(tokens)
@@ -448,6 +450,8 @@ class Transformer(nn.Module):
             h = layer(h, freqs, start, None if cache is None else cache.layers[i], attn_mask, prompts, kv_len)
         if last_only:
             h = h[:, -1:]
+        elif select is not None:
+            h = h[select]
         h = self.norm(h)
         if return_hidden:
             return h

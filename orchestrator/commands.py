@@ -18,7 +18,7 @@ _EXPERTS_HELP = ("which experts to consult: auto (keyword rules on the question,
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Register ask, chat, batch and eval on the ``lav2`` parser."""
+    """Register ask, chat, batch, eval and reader-data on the ``lav2`` parser."""
     p = sub.add_parser("ask", help="answer a question about an image with expert tools",
                        description="Routes the question to expert tools (OCR, detection, caption, search), runs "
                                    "them concurrently and lets the model answer with their observations as context.")
@@ -113,6 +113,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--details", action="store_true", help="print every answer")
     _pipeline_args(p, default_tokens=48)
     p.set_defaults(func=cmd_eval)
+
+    from .reader import add_parser as add_reader_parser
+
+    add_reader_parser(sub)
 
 
 def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None:

@@ -23,3 +23,7 @@ class EvalError(OrchestratorError, ValueError):
 class EvalDataError(EvalError):
     """An evaluation set that cannot be used: missing file, bad JSON, a row without image/question/answers, or an
     image that does not exist (names the file and line)."""
+
+
+class ReaderDataError(OrchestratorError, ValueError):
+    """Bad arguments for the reader adapter's training set (``lav2 reader-data``)."""

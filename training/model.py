@@ -50,14 +50,18 @@ class TrainModule(nn.Module):
         self.llm = llm
         self.visual_prefix = visual_prefix
 
-    def forward(self, tokens: torch.Tensor, clip_tokens: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, clip_tokens: torch.Tensor | None = None,
+                select: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab); with ``select`` (a boolean (B, T) mask) only those positions' logits, (N, vocab):
+        training's loss covers the response tokens only, and the LM head over every position of a long prompt is
+        a large share of a small model's step (49152 x 576 per token for SmolLM2)."""
         visual = None
         if clip_tokens is not None:
             if self.visual_prefix is None:
                 raise ConfigError("a batch has images but the model has no visual prefix: use an adapter with visual "
                                   "fusion (paper, release-bias) and set model.vision")
             visual = self.visual_prefix(clip_tokens)
-        return self.llm(tokens, visual)
+        return self.llm(tokens, visual, select=select)
 
 
 @dataclass

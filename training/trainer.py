@@ -272,10 +272,10 @@ class Trainer:
         return total
 
     def _token_loss(self, tokens: torch.Tensor, targets: torch.Tensor, clip: torch.Tensor | None) -> torch.Tensor:
+        select = targets != IGNORE_INDEX  # logits of the positions with a target only (same loss, less work)
         with self._autocast():
-            logits = self.module(tokens, clip)
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
-                               reduction="sum")
+            logits = self.module(tokens, clip, select)
+        return F.cross_entropy(logits.float(), targets[select], reduction="sum")
 
     def _set_active(self, st: _Stream) -> None:
         active = {id(p) for _, p in st.params}

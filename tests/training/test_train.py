@@ -287,3 +287,42 @@ def test_module_entry_trains_and_resumes(synth, tmp_path, capsys):
     assert main([*args, "--resume"]) == 0  # ... --resume continues it
     out = capsys.readouterr().out
     assert "trained 4 steps" in out and "adapter:" in out
+
+
+def test_loss_on_selected_positions_equals_the_full_logits_loss(tiny_cfg):
+    """The trainer computes logits only where a target is (the prompt's positions have none): loss and gradients
+    equal those of the full (B, T, vocab) logits."""
+    import torch.nn.functional as F
+
+    from training.data import IGNORE_INDEX
+
+    with Trainer(tiny_cfg()) as trainer:
+        module = trainer.module
+        torch.manual_seed(0)
+        tokens = torch.randint(0, 200, (2, 24))
+        targets = torch.full((2, 24), IGNORE_INDEX)
+        targets[0, 17:] = torch.randint(0, 200, (7,))
+        targets[1, 20:22] = torch.randint(0, 200, (2,))
+        params = [p for n, p in module.named_parameters() if n.endswith(("bias", "scale"))]
+        assert params
+        for p in params:
+            p.requires_grad_(True)
+
+        def loss_and_grads(full: bool):
+            if full:
+                logits = module(tokens, None)
+                loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
+                                       reduction="sum")
+            else:
+                loss = trainer._token_loss(tokens, targets, None)
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            return loss.detach(), grads
+
+        want, want_g = loss_and_grads(True)
+        got, got_g = loss_and_grads(False)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        for a, b in zip(got_g, want_g):
+            if a is None or b is None:
+                assert a is None and b is None
+            else:
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
