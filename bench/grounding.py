@@ -8,7 +8,9 @@ generated split of rendered documents (issue 13).
 Levers (each row is the default pipeline except for what it names):
 
 * ``full``      — the default: layout-aware OCR (``layout="rows"``), the reader joins every image question
-                  (``ExpertRouter(reader="ocr")``), ``answer_mode="auto"``;
+                  (``ExpertRouter(reader="ocr")``), ``answer_mode="auto"``, the model with its default adapter
+                  (the reader adapter for smollm2-135m);
+* ``no-adapter``— the base model without the reader adapter;
 * ``generate``  — the model writes every answer (``answer_mode="generate"``): no extraction;
 * ``lines``     — Tesseract's own lines (``OCRTool(layout="lines")``) instead of visual rows;
 * ``no-reader`` — routing by keywords only (``ExpertRouter(reader=None)``): OCR only when a keyword names it;
@@ -28,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-LEVERS = ("full", "generate", "lines", "no-reader", "none")
+LEVERS = ("full", "no-adapter", "generate", "lines", "no-reader", "none")
 
 
 def build(lever: str, model: object) -> tuple[object, dict]:
@@ -53,6 +55,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--levers", default=",".join(LEVERS), help=f"comma-separated from {', '.join(LEVERS)}")
     parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--adapter", default="auto", help="the default pipeline's adapter (auto: the one shipped "
+                                                          "for --model; none)")
     args = parser.parse_args()
     levers = [x.strip() for x in args.levers.split(",") if x.strip()]
     bad = [x for x in levers if x not in LEVERS]
@@ -62,11 +66,15 @@ def main() -> int:
     from tqdm import tqdm
 
     from orchestrator import get_model
+    from orchestrator._model_cache import resolve_adapter
     from orchestrator.evaluation import generated_eval_set, is_correct, load_eval_set
 
     items = load_eval_set(generated_eval_set(args.split, per_kind=args.per_kind, seed=args.seed))
-    model = get_model(args.model)
-    pipelines = {lever: build(lever, model) for lever in levers}
+    adapter = resolve_adapter(args.model, args.adapter)
+    model = get_model(args.model, adapter)
+    bare = get_model(args.model) if "no-adapter" in levers else None
+    pipelines = {lever: build("full" if lever == "no-adapter" else lever, bare if lever == "no-adapter" else model)
+                 for lever in levers}
     right: dict[str, dict[str, int]] = {lever: {} for lever in levers}
     seconds = {lever: 0.0 for lever in levers}
     kinds: dict[str, int] = {}
@@ -79,7 +87,7 @@ def main() -> int:
             right[lever][item.kind] = right[lever].get(item.kind, 0) + is_correct(answer, item.answers)
     n = len(items)
     print(f"\n{args.split} kinds, {args.per_kind} documents per kind from seed {args.seed}, {n} questions; "
-          f"{args.model}; {platform.processor() or platform.machine()}; {time.strftime('%Y-%m-%d')}\n")
+          f"{args.model} + adapter {adapter}; {platform.processor() or platform.machine()}; {time.strftime('%Y-%m-%d')}\n")
     print("| lever | " + " | ".join(kinds) + " | all | s/question |")
     print("|---|" + "---:|" * (len(kinds) + 2))
     for lever in levers:

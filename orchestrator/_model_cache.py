@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Hashable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -23,6 +24,11 @@ DEFAULT_MODEL = "smollm2-135m"
 RANDOM_PREFIX = "random:"
 #: random models get a long context so prompts with expert context fit (the byte tokenizer is 1 token per byte)
 RANDOM_MAX_SEQ_LEN = 4096
+
+#: the reader adapter trained for the offline default (issue 13; training/configs/smollm2_reader.yaml)
+READER_ADAPTER = Path(__file__).resolve().parent / "adapters" / "smollm2-reader"
+#: what ``adapter="auto"`` (the pipeline's and the CLI's default) loads for a base
+DEFAULT_ADAPTERS = {DEFAULT_MODEL: READER_ADAPTER}
 
 _models: dict[tuple, AdapterV2Model] = {}
 _key_locks: dict[tuple, threading.Lock] = {}
@@ -39,6 +45,25 @@ def _hashable(value: Any) -> Hashable:
     except TypeError:
         return ("id", id(value))
     return value if isinstance(value, (str, int, float, bool, type(None))) else ("id", id(value))
+
+
+def resolve_adapter(base: Any, adapter: Any) -> Any:
+    """The adapter to load with ``base``: ``"auto"`` is the shipped default for that base (the reader adapter for
+    ``smollm2-135m``, none for other bases); ``None``/``"none"`` none; ``"reader"`` the reader adapter (an error if
+    it is missing); anything else (a directory, a ``.pth``, a preset) as given."""
+    if adapter is None or (isinstance(adapter, str) and adapter.strip().lower() in ("none", "off", "")):
+        return None
+    if isinstance(adapter, str) and adapter == "auto":
+        path = DEFAULT_ADAPTERS.get(str(base))
+        return str(path) if path is not None and (path / "adapter.safetensors").is_file() else None
+    if isinstance(adapter, str) and adapter == "reader":
+        if not (READER_ADAPTER / "adapter.safetensors").is_file():
+            from core_model.errors import ModelLoadError
+
+            raise ModelLoadError(f"the reader adapter is missing from {READER_ADAPTER}: reinstall the package or "
+                                 "train it (lav2 reader-data + lav2 train training/configs/smollm2_reader.yaml)")
+        return str(READER_ADAPTER)
+    return adapter
 
 
 def cache_key(base: str, adapter: Any = None, vision: Any = None, device: Any = "auto", dtype: Any = "auto",

@@ -106,6 +106,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--modes", default=None, metavar="M,N",
                    help="answer modes to measure with experts, comma-separated from generate, extract, auto "
                         "(sent as the pipeline input's answer_mode; default: the pipeline's own mode only)")
+    p.add_argument("--compare-adapter", action="store_true",
+                   help="also ask every experts variant of the model without its adapter (the reader adapter of "
+                        "the default model), as <variant>/no-adapter: the adapter's effect in the same run")
     p.add_argument("--html", default=None, metavar="FILE",
                    help="also write a self-contained HTML report (thumbnails, questions, expert context, every "
                         "variant's answer, right/wrong)")
@@ -124,7 +127,10 @@ def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None
     g.add_argument("--model", default="smollm2-135m",
                    help="base model: preset, HF/Meta directory or .gguf (default smollm2-135m; random:tiny is an "
                         "instant random model for dry runs)")
-    g.add_argument("--adapter", default=None, help="adapter directory, official .pth, or adapter preset")
+    g.add_argument("--adapter", default="auto",
+                   help="auto (default): the adapter shipped for --model — the reader adapter for smollm2-135m, "
+                        "trained on OCR'd documents; none: the base model alone; or an adapter directory, official "
+                        ".pth, or adapter preset")
     g.add_argument("--vision", default=None, help="CLIP for the visual prefix: open_clip MODEL:PRETRAINED or a "
                                                   "local checkpoint")
     g.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
@@ -382,7 +388,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         source = str(path)
     items = load_eval_set(path, args.limit)
     pipeline = build_pipeline(args)
-    report = evaluate(pipeline, items, policy=args.experts, modes=modes, source=source)
+    twin = None
+    if args.compare_adapter:
+        from .evaluation import without_adapter
+
+        if pipeline._load_args.get("adapter") is None:
+            raise EvalError(f"--compare-adapter: {args.model} runs without an adapter here (--adapter "
+                            f"{args.adapter}), there is nothing to compare")
+        twin = without_adapter(pipeline)
+    report = evaluate(pipeline, items, policy=args.experts, modes=modes, source=source, no_adapter=twin)
     if args.html:
         out = write_html(report, args.html)
         print(f"wrote {out}", file=sys.stderr)

@@ -194,6 +194,8 @@ class Variant:
     name: str
     policy: str
     answer_mode: str | None = None
+    #: False: asked of the pipeline without its adapter (``lav2 eval --compare-adapter``)
+    adapter: bool = True
 
     def input(self, item: EvalItem) -> dict[str, Any]:
         payload: dict[str, Any] = {"image": item.image, "question": item.question, "experts": self.policy}
@@ -218,25 +220,41 @@ def variants_for(policy: str = "auto", modes: Sequence[str] | None = None) -> li
     return [*experts, Variant(BASELINE, BASELINE, "generate" if modes else None)]
 
 
+def without_adapter(pipeline: Any) -> Any:
+    """A copy of a ``VisualQAPipeline`` whose model is the same base without an adapter; it shares the experts
+    and their cache with ``pipeline`` (OCR runs once per image for both)."""
+    import copy
+
+    twin = copy.copy(pipeline)
+    twin._model = None
+    twin._load_args = {**pipeline._load_args, "adapter": None}
+    return twin
+
+
 def evaluate(pipeline: Any, items: Sequence[EvalItem], *, policy: str = "auto", modes: Sequence[str] | None = None,
-             progress: bool = True, source: str = "") -> EvalReport:
+             progress: bool = True, source: str = "", no_adapter: Any = None) -> EvalReport:
     """Ask every question once per variant (:func:`variants_for`) and score the answers.
 
     ``pipeline`` is anything with ``invoke(dict) -> result`` (``answer``, ``experts``, ``errors``, ``context``,
     ``router``); a ``VisualQAPipeline`` caches each image's expert output, so OCR runs once per image however many
-    questions and modes ask about it.
+    questions and modes ask about it. ``no_adapter``: the same pipeline without its adapter (:func:`without_adapter`)
+    — every experts variant is then asked of it too, as ``<variant>/no-adapter``.
     """
     from tqdm import tqdm
 
     variants = variants_for(policy, modes) if not (policy == BASELINE and not modes) else \
         [Variant("experts", BASELINE), Variant(BASELINE, BASELINE)]  # the old `--experts none`: both are baselines
+    if no_adapter is not None:
+        twins = [Variant(f"{v.name}/no-adapter", v.policy, v.answer_mode, adapter=False)
+                 for v in variants if v.name != BASELINE]
+        variants = [*variants[:-1], *twins, variants[-1]]
     start = time.perf_counter()
     rows = []
     for item in tqdm(items, desc="lav2 eval", unit="q", disable=not progress, dynamic_ncols=True):
         answers: dict[str, dict[str, Any]] = {}
         for v in variants:
             t0 = time.perf_counter()
-            result = pipeline.invoke(v.input(item))
+            result = (pipeline if v.adapter else no_adapter).invoke(v.input(item))
             answer = str(_get(result, "answer", ""))
             answers[v.name] = {"answer": answer, "correct": is_correct(answer, item.answers),
                                "experts": list(_get(result, "experts", {}) or {}),

@@ -33,7 +33,7 @@ from ._common import (
     is_model_object,
     streamed_usage,
 )
-from ._model_cache import DEFAULT_MODEL, get_model, model_name
+from ._model_cache import DEFAULT_MODEL, get_model, model_name, resolve_adapter
 from .experts import EXPERT_LABELS, contribution, resolve_experts
 from .router import ExpertRouter, parse_policy
 
@@ -84,7 +84,10 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
     Args:
         model: a loaded ``core_model`` model, a ``ChatLlamaAdapterV2``/``LlamaAdapterV2LLM`` (its model is used),
             or a base to load (default ``smollm2-135m``; ``random:tiny`` for tests). Loaded once and shared.
-        adapter, vision, device, dtype: ``load_model`` arguments when ``model`` is a name.
+        adapter: ``"auto"`` (default): the adapter shipped for the base — the *reader adapter* for the offline
+            default ``smollm2-135m`` (trained on OCR'd documents by ``lav2 train``, README "The reader adapter"),
+            none for other bases; ``None``/``"none"``: no adapter; else a directory, official ``.pth`` or preset.
+        vision, device, dtype: ``load_model`` arguments when ``model`` is a name.
         experts: ``None`` (default set: OCR, detection, caption, local and web search), ``"all"`` (plus plugins
             and registered experts), or a list of experts (``tools`` experts, LangChain tools, or plain functions
             taking ``image=`` and/or ``query=``).
@@ -113,7 +116,7 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         extract_from: names of the experts whose text answers are extracted from (default: ``("ocr",)``).
     """
 
-    def __init__(self, model: Any = None, *, adapter: Any = None, vision: Any = None, device: str = "auto",
+    def __init__(self, model: Any = None, *, adapter: Any = "auto", vision: Any = None, device: str = "auto",
                  dtype: str = "auto", experts: Iterable[Any] | str | None = None,
                  router: ExpertRouter | str | Sequence[str] | None = "auto", expert_timeout: float = 30.0,
                  max_new_tokens: int = 64, temperature: float = 0.0, answer_hint: str = DEFAULT_ANSWER_HINT,
@@ -127,7 +130,7 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
             model = model.llama_model  # a ChatLlamaAdapterV2 / LlamaAdapterV2LLM: share its model
         self._model = model if is_model_object(model) else None
         base = model_name(model) if self._model is not None else (model or DEFAULT_MODEL)
-        self._load_args = {"base": base, "adapter": adapter, "vision": vision, "device": device,
+        self._load_args = {"base": base, "adapter": resolve_adapter(base, adapter), "vision": vision, "device": device,
                            "dtype": dtype, **(model_kwargs or {})}
         self.experts = resolve_experts(experts)
         self.router = router if isinstance(router, ExpertRouter) else ExpertRouter(router)

@@ -184,6 +184,10 @@ def build_reader_set(out_dir: str | Path, *, docs_per_kind: int = 120, general: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     kinds = tuple(kinds or SPLITS["dev"])
+    bad = [k for k in kinds if k not in SPLITS["dev"]]
+    if bad:  # before any model is loaded or document rendered
+        raise ValueError(f"{', '.join(bad)}: not dev kinds — the reader trains on dev kinds only "
+                         f"({', '.join(SPLITS['dev'])}); test and holdout kinds measure what training did not see")
     if pipeline is None:
         pipeline = VisualQAPipeline(adapter=None)
     stats = ReaderSetStats()

@@ -213,3 +213,38 @@ def test_generated_set_is_cached_by_arguments(tmp_path, monkeypatch):
     assert a.parent != b.parent and a.parent.parent == tmp_path / "eval-sets"
     assert {it.kind for it in load_eval_set(a)} == {"prescription", "parking_ticket", "library_card"}
     assert {it.split for it in load_eval_set(b)} == {"dev"}
+
+
+def test_compare_adapter_asks_the_twin_for_every_experts_variant(tmp_path):
+    """`lav2 eval --compare-adapter`: each experts variant is asked of the pipeline without its adapter too, in the
+    same run, and scored on its own answers."""
+    items = _items(tmp_path)
+    fake = _fake(items)
+
+    class NoAdapter(FakePipeline):
+        def invoke(self, payload):
+            out = super().invoke(payload)
+            if payload.get("answer_mode") == "auto" and "Who" in payload["question"]:
+                out["answer"] = "I cannot tell."  # the adapter is what gets this one right
+            return out
+
+    twin = NoAdapter(fake.key)
+    report = evaluate(fake, items, modes=["extract", "auto"], progress=False, no_adapter=twin)
+    assert report.variants == ["experts:extract", "experts:auto", "experts:extract/no-adapter",
+                               "experts:auto/no-adapter", "none"]
+    assert len(fake.inputs) == 3 * len(items) and len(twin.inputs) == 2 * len(items)
+    assert report.accuracy["experts:auto"] == round(4 / 6, 4)
+    assert report.accuracy["experts:auto/no-adapter"] == round(3 / 6, 4)
+    assert report.accuracy["experts:extract/no-adapter"] == 1.0
+    assert "auto/no-adapter" in format_report(report)
+
+
+def test_without_adapter_shares_the_expert_cache():
+    from orchestrator.evaluation import without_adapter
+    from orchestrator.pipeline import VisualQAPipeline
+
+    pipe = VisualQAPipeline("random:tiny", adapter="paper-text")
+    twin = without_adapter(pipe)
+    assert twin._cache is pipe._cache and twin.experts is pipe.experts
+    assert pipe._load_args["adapter"] == "paper-text" and twin._load_args["adapter"] is None
+    assert twin.model is not pipe.model

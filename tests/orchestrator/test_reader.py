@@ -1,0 +1,72 @@
+"""The reader adapter's training set (`lav2 reader-data`) and the shipped adapter as the pipeline's default."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from orchestrator._model_cache import DEFAULT_MODEL, READER_ADAPTER, resolve_adapter
+from orchestrator.cli import main
+from orchestrator.reader import build_reader_set, general_questions, printed_answer
+
+needs_tesseract = pytest.mark.skipif(shutil.which("tesseract") is None, reason="needs the tesseract binary")
+
+
+@pytest.mark.parametrize("answer, text, want", [
+    ("Horvath", "by | Anna Horvath", "Anna Horvath"),
+    ("Copper", "COPPER\nApple Juice", "COPPER"),
+    ("Malmo", "Flight to Malmo", "Malmo"),
+    ("3.40", "Price; €3.40", "€3.40"),
+    ("750", "Volume: 750 ml", "750 ml"),
+    ("17:20", "Doors: 17:20 | Show 18:00", "17:20"),
+    ("18.55", "TOTAL | 118.55\nCASH | 18.55", "18.55"),  # whole numbers only: not inside 118.55
+    ("Hazel", "Published by | HAZEL HOUSE", "HAZEL HOUSE"),
+    ("Porto", "Lisbon", None),
+])
+def test_printed_answer_is_the_span_as_printed(answer, text, want):
+    assert printed_answer(answer, text) == want
+
+
+def test_general_questions_are_varied_and_reproducible():
+    qs = general_questions(60, seed=3)
+    assert len(qs) == len(set(qs)) == 60 and qs == general_questions(60, seed=3)
+    assert any("capital" in q for q in qs) and any("plus" in q or "times" in q for q in qs)
+
+
+@needs_tesseract
+def test_reader_set_is_the_pipelines_own_prompts(tmp_path):
+    """Documents of dev kinds only, user turns rendered by the pipeline (checked inside), targets printed in the
+    context, general replies from the model itself; a second run writes the same file."""
+    from orchestrator.pipeline import VisualQAPipeline
+
+    pipe = VisualQAPipeline("random:tiny", adapter=None, max_new_tokens=6)
+    stats = build_reader_set(tmp_path / "a", docs_per_kind=1, general=4, open_doc_share=0.25,
+                             kinds=["receipt", "sign"], pipeline=pipe, progress=False)
+    records = json.loads((tmp_path / "a" / "reader.json").read_text())
+    docs = [r for r in records if "/open" not in r["id"] and not r["id"].startswith("chat/")]
+    assert stats.documents == 2 and stats.document_questions == len(docs) >= 3
+    for r in docs:
+        kind = r["id"].split("/")[0]
+        assert kind in ("receipt", "sign")
+        user, target = r["messages"][0]["content"], r["messages"][1]["content"]
+        assert user.startswith("Context:\n[Text in the image]") and "Answer briefly." in user
+        assert target.lower() in user.lower()  # the answer as printed in the OCR text it is trained on
+    # random:tiny replies are noise and may run to max_new_tokens: those are counted, never kept
+    assert stats.general_chat + stats.general_documents + stats.skipped_truncated == 4
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["records"] == len(records) and manifest["seed_start"] >= 10_000
+
+
+def test_reader_data_refuses_test_kinds_in_one_line(tmp_path, capsys):
+    assert main(["reader-data", str(tmp_path), "--kinds", "invoice", "--docs-per-kind", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "invoice" in err and len(err.strip().splitlines()) == 1
+
+
+def test_auto_adapter_is_the_reader_for_the_default_model_only():
+    assert resolve_adapter("random:tiny", "auto") is None
+    assert resolve_adapter(DEFAULT_MODEL, None) is None and resolve_adapter(DEFAULT_MODEL, "none") is None
+    assert resolve_adapter(DEFAULT_MODEL, "paper") == "paper"
+    shipped = (READER_ADAPTER / "adapter.safetensors").is_file()
+    assert resolve_adapter(DEFAULT_MODEL, "auto") == (str(READER_ADAPTER) if shipped else None)
