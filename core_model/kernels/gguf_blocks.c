@@ -28,7 +28,7 @@
 #include <omp.h>
 #endif
 
-#define LAV2_ABI 2
+#define LAV2_ABI 3
 #define QK 32
 #define MB 4              /* activation rows per pass over a weight row in the few-rows kernel (8 measured slower) */
 #define GEMM_FROM_ROWS 16 /* from this many activation rows on, unpack weight rows once and reuse them */
@@ -48,6 +48,7 @@ enum { T_F32 = 0, T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q6_K = 14 }
 #endif
 #define NR 4          /* weight rows per micro-kernel tile */
 #define NV (QK / VL)  /* vectors per block */
+#define ALIGNED(n) (((int64_t)(n) + 15) & ~(int64_t)15) /* floats, rounded up to whole 64-byte lines */
 
 typedef float vf __attribute__((vector_size(VL * 4)));
 typedef int32_t vi __attribute__((vector_size(VL * 4)));
@@ -383,12 +384,287 @@ static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64
     }
 }
 
+/* ---- int8 activations (opt-in: LAV2_ACTIVATIONS=int8 / load_model(activations="int8")) for Q4_0, Q4_1, Q8_0.
+ * The fp32 kernels above stay the default and are not touched by this path.
+ *
+ * Each activation row is quantised per block of 32 (the weight blocks' width): d = max|x| / 127, q = x / d
+ * rounded to nearest-even, clamped to [-127, 127] (as llama.cpp's Q8_0/Q8_1). A weight block's dot product with it
+ * is then an exact integer: eight int32 lanes, lane i = sum of the four products of bytes 4i..4i+3, formed with
+ * AVX-512 VNNI (vpdpbusd) where the compiler targets it, else AVX2 (vpmaddubsw + vpmaddwd, exact: no pair of
+ * products leaves int16), else plain C. Every implementation then does the same float operations in the same
+ * order, so the results are the same bit for bit (tested: the VNNI, AVX2 and scalar builds against each other):
+ *   sc_g = d_w(g) * d_x(g);  acc[g & 1][i] = fma((float)lane_i(g), sc_g, acc[g & 1][i])
+ *   main = pairwise sum of the 8 lanes of acc[0] + acc[1]
+ *   Q4_1: off = sum_g m_g * s_g over 8 lanes (g % 8, fma), pairwise, with s_g the float32 sum of the block's
+ *         activations (exact offset term; llama.cpp uses the quantised sum);  y = main + off
+ * A row's result depends only on that row (per-row quantisation, fixed order), so batched == single still holds.
+ * Q4_0 and Q8_0 weights are signed: with VNNI the activations are stored biased (q + 128, unsigned) and each
+ * block's 128 * sum(w) is subtracted in the accumulator's initial value; with AVX2 the sign trick
+ * |w| * (q * sign(w)) keeps products in range; the lanes are the same exact integers either way. */
+#define I8_TYPE(t) ((t) == T_Q4_0 || (t) == T_Q4_1 || (t) == T_Q8_0)
+#define GPAD(G) (((G) + 7) & ~(int64_t)7)
+#define I8_MAGIC 12582912.f /* 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 to an integer, ties to even */
+#if defined(__AVX2__) && defined(__FMA__) && !defined(LAV2_SCALAR_INT8)
+#include <immintrin.h>
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && !defined(LAV2_NO_VNNI)
+#define I8_IMPL 2
+#define I8_BIAS 1 /* signed weights: activations stored as q + 128 */
+#elif defined(__AVXVNNI__) && !defined(LAV2_NO_VNNI)
+#define I8_IMPL 2
+#define I8_BIAS 1
+#else
+#define I8_IMPL 1
+#define I8_BIAS 0
+#endif
+#else
+#define I8_IMPL 0
+#define I8_BIAS 0
+#endif
+#if defined(__AVX512F__) && I8_IMPL
+#define MB8 8 /* activation rows per pass: 16 accumulators of 32 zmm/ymm registers */
+#else
+#define MB8 4
+#endif
+
+/* one activation matrix quantised for a product: q (M x K bytes), d (M x G scales), s (M x GPAD(G) block sums,
+ * zero-padded) */
+typedef struct { uint8_t *q; float *d, *s; int64_t G, gp; } qin_t;
+
+static int64_t qin_floats(int64_t M, int64_t K) { /* scratch a qin_t of M x K needs, in floats */
+    const int64_t G = K / QK;
+    return ALIGNED((M * K + 3) / 4) + ALIGNED(M * G) + ALIGNED(M * GPAD(G));
+}
+
+static void qin_init(qin_t *o, float *buf, int64_t M, int64_t K) {
+    const int64_t G = K / QK;
+    o->G = G; o->gp = GPAD(G);
+    o->q = (uint8_t *)buf;
+    o->d = buf + ALIGNED((M * K + 3) / 4);
+    o->s = o->d + ALIGNED(M * G);
+}
+
+/* x (M x K) -> o for a product with weights of `type` */
+static void quantize_rows(int type, const float *x, int64_t M, int64_t K, qin_t *o) {
+    const int64_t G = K / QK, gp = GPAD(G);
+    const int bias = I8_BIAS && type != T_Q4_1;
+    for (int64_t m = 0; m < M; m++) {
+        float *s = o->s + m * gp;
+        for (int64_t g = 0; g < G; g++) {
+            const float *xb = x + m * K + g * QK;
+            float amax = 0.f, sum = 0.f;
+            for (int j = 0; j < QK; j++) { const float a = fabsf(xb[j]); amax = a > amax ? a : amax; }
+            for (int j = 0; j < QK; j++) sum += xb[j]; /* the same sequential sum as block_sums() */
+            const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
+            uint8_t *qb = o->q + m * K + g * QK;
+            for (int j = 0; j < QK; j++) {
+                float v = (fmaf(xb[j], id, I8_MAGIC) - I8_MAGIC);
+                v = v > 127.f ? 127.f : v < -127.f ? -127.f : v;
+                const int qi = (int)v;
+                qb[j] = (uint8_t)(bias ? qi + 128 : qi);
+            }
+            o->d[m * G + g] = d;
+            s[g] = sum;
+        }
+        for (int64_t g = G; g < gp; g++) s[g] = 0.f;
+    }
+}
+
+/* weight block g as 32 integers (natural order) plus its scale (and Q4_1's offset) */
+AI void i8_weights(int type, const uint8_t *row, int64_t g, int8_t w[QK], float *d, float *m) {
+    const uint8_t *b = row + g * block_bytes(type);
+    *d = h2f(b);
+    *m = type == T_Q4_1 ? h2f(b + 2) : 0.f;
+    if (type == T_Q8_0) { memcpy(w, b + 2, QK); return; }
+    const uint8_t *qs = b + (type == T_Q4_1 ? 4 : 2);
+    const int sub = type == T_Q4_0 ? 8 : 0;
+    for (int j = 0; j < QK / 2; j++) { w[j] = (int8_t)((qs[j] & 15) - sub); w[j + 16] = (int8_t)((qs[j] >> 4) - sub); }
+}
+
+AI float hsum8(const float a[8]) { /* pairwise, the same order as the vector version */
+    float s[8];
+    for (int i = 0; i < 8; i++) s[i] = a[i];
+    for (int w = 4; w > 0; w /= 2)
+        for (int i = 0; i < w; i++) s[i] += s[i + w];
+    return s[0];
+}
+
+#if I8_IMPL
+AI float hsum8v(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* s[i] += s[i + 4] */
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                          /* s[i] += s[i + 2] */
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));                                           /* s[0] += s[1] */
+    return _mm_cvtss_f32(s);
+}
+
+#if I8_IMPL == 2
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define DPBUSD(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
+#else
+#define DPBUSD(acc, u, s) _mm256_dpbusd_avx_epi32((acc), (u), (s))
+#endif
+#else /* exact while a pair of u8 x s8 products fits int16: at most 2 * 128 * 127 here */
+AI __m256i DPBUSD(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+#endif
+
+/* weight block g in a register (natural order): Q4_1 unsigned 0..15, Q4_0 signed -8..7, Q8_0 signed */
+AI __m256i i8_wvec(int type, const uint8_t *row, int64_t g, float *d, float *m) {
+    const uint8_t *b = row + g * block_bytes(type);
+    *d = h2f(b);
+    *m = type == T_Q4_1 ? h2f(b + 2) : 0.f;
+    if (type == T_Q8_0) return _mm256_loadu_si256((const __m256i *)(b + 2));
+    const __m128i raw = _mm_loadu_si128((const __m128i *)(b + (type == T_Q4_1 ? 4 : 2)));
+    __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(15));
+    if (type == T_Q4_0) w = _mm256_sub_epi8(w, _mm256_set1_epi8(8));
+    return w;
+}
+
+AI void i8_block(int type, const uint8_t *row, int64_t g, const qin_t *xi, int64_t K, const int M, __m256 acc[MB8],
+                 float *mb) {
+    float dw, mn;
+    const __m256i w = i8_wvec(type, row, g, &dw, &mn);
+    mb[g] = mn;
+    const __m256 dwv = _mm256_set1_ps(dw);
+#if I8_IMPL == 2
+    __m256i init = _mm256_setzero_si256(); /* signed weights: -128 * (sum of each lane's four weights) */
+    if (type != T_Q4_1)
+        init = _mm256_sub_epi32(init, DPBUSD(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), w));
+    const __m256i wu = w;
+#else
+    const __m256i init = _mm256_setzero_si256();
+    const __m256i wu = type == T_Q4_1 ? w : _mm256_abs_epi8(w);
+#endif
+    for (int m = 0; m < M; m++) {
+        __m256i x = _mm256_loadu_si256((const __m256i *)(xi->q + m * K + g * QK));
+        __m256i lanes;
+        if (type == T_Q4_1) lanes = DPBUSD(init, w, x);
+#if I8_IMPL == 2
+        else lanes = DPBUSD(init, x, wu); /* x biased: (q + 128) * w - 128 * w */
+#else
+        else lanes = DPBUSD(init, wu, _mm256_sign_epi8(x, w));
+#endif
+        const __m256 sc = _mm256_mul_ps(dwv, _mm256_set1_ps(xi->d[m * xi->G + g]));
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), sc, acc[m]);
+    }
+}
+
+AI void i8_row(int type, const uint8_t *row, const qin_t *xi, int64_t K, const int M, float *y, int64_t ldy) {
+    const int64_t G = xi->G, gp = xi->gp;
+    float mb[GPAD(8192 / QK)] __attribute__((aligned(32))); /* offsets m_g, zero-padded (K <= 8192 checked) */
+    __m256 a0[MB8], a1[MB8];
+    for (int m = 0; m < M; m++) { a0[m] = _mm256_setzero_ps(); a1[m] = _mm256_setzero_ps(); }
+    int64_t g = 0;
+    for (; g + 1 < G; g += 2) {
+        __builtin_prefetch(row + PREFETCH_BYTES + g * block_bytes(type));
+        i8_block(type, row, g, xi, K, M, a0, mb);
+        i8_block(type, row, g + 1, xi, K, M, a1, mb);
+    }
+    if (g < G) i8_block(type, row, g, xi, K, M, a0, mb);
+    for (int64_t j = G; j < gp; j++) mb[j] = 0.f;
+    for (int m = 0; m < M; m++) {
+        float yv = hsum8v(_mm256_add_ps(a0[m], a1[m]));
+        if (type == T_Q4_1) {
+            __m256 o = _mm256_setzero_ps();
+            const float *s = xi->s + m * gp;
+            for (int64_t j = 0; j < gp; j += 8) o = _mm256_fmadd_ps(_mm256_load_ps(mb + j), _mm256_loadu_ps(s + j), o);
+            yv += hsum8v(o);
+        }
+        y[m * ldy] = yv;
+    }
+}
+#else
+AI void i8_row(int type, const uint8_t *row, const qin_t *xi, int64_t K, const int M, float *y, int64_t ldy) {
+    const int64_t G = xi->G, gp = xi->gp;
+    for (int m = 0; m < M; m++) {
+        float acc[2][8] = {{0}}, o[8] = {0}, t[8];
+        const uint8_t *xq = xi->q + m * K;
+        for (int64_t g = 0; g < gp; g++) {
+            float mn = 0.f;
+            if (g < G) {
+                int8_t w[QK]; float dw;
+                i8_weights(type, row, g, w, &dw, &mn);
+                const float sc = dw * xi->d[m * G + g];
+                for (int i = 0; i < 8; i++) {
+                    int32_t lane = 0;
+                    for (int j = 4 * i; j < 4 * i + 4; j++) lane += (int32_t)w[j] * (int32_t)(int8_t)xq[g * QK + j];
+                    acc[g & 1][i] = fmaf((float)lane, sc, acc[g & 1][i]);
+                }
+            }
+            o[g % 8] = fmaf(mn, xi->s[m * gp + g], o[g % 8]);
+        }
+        for (int i = 0; i < 8; i++) t[i] = acc[0][i] + acc[1][i];
+        float yv = hsum8(t);
+        if (type == T_Q4_1) yv += hsum8(o);
+        y[m * ldy] = yv;
+    }
+}
+#endif
+
+/* rows [n0, n1) of y (ldy apart) for all M activation rows of xi, MB8 at a time */
+AI void i8_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const qin_t *xi, int64_t M,
+                 float *y, int64_t ldy) {
+    const int64_t rb = row_bytes(type, K);
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t m0 = 0; m0 < M; m0 += MB8) {
+            qin_t sub = *xi;
+            sub.q += m0 * K; sub.d += m0 * xi->G; sub.s += m0 * xi->gp;
+            float *yn = y + m0 * ldy + n;
+            const int64_t left = M - m0;
+            switch (left < MB8 ? left : MB8) {
+            case 1: i8_row(type, w + n * rb, &sub, K, 1, yn, ldy); break;
+            case 2: i8_row(type, w + n * rb, &sub, K, 2, yn, ldy); break;
+            case 3: i8_row(type, w + n * rb, &sub, K, 3, yn, ldy); break;
+#if MB8 == 8
+            case 4: i8_row(type, w + n * rb, &sub, K, 4, yn, ldy); break;
+            case 5: i8_row(type, w + n * rb, &sub, K, 5, yn, ldy); break;
+            case 6: i8_row(type, w + n * rb, &sub, K, 6, yn, ldy); break;
+            case 7: i8_row(type, w + n * rb, &sub, K, 7, yn, ldy); break;
+            default: i8_row(type, w + n * rb, &sub, K, 8, yn, ldy); break;
+#else
+            default: i8_row(type, w + n * rb, &sub, K, 4, yn, ldy); break;
+#endif
+            }
+        }
+}
+
+static void i8_rows(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const qin_t *xi, int64_t M,
+                    float *y, int64_t ldy) {
+    switch (type) { /* one copy per type, so the type branches fold away */
+    case T_Q4_0: i8_range(T_Q4_0, w, n0, n1, K, xi, M, y, ldy); break;
+    case T_Q4_1: i8_range(T_Q4_1, w, n0, n1, K, xi, M, y, ldy); break;
+    default: i8_range(T_Q8_0, w, n0, n1, K, xi, M, y, ldy); break;
+    }
+}
+#define I8_MAX_K 8192 /* the stack buffer of block offsets in i8_row */
+#define I8_OK(type, K) (I8_TYPE(type) && (K) <= I8_MAX_K)
+
 /* ---- entry points (called through ctypes; the Python side validates shapes and dtypes) */
 int lav2_abi_version(void) { return LAV2_ABI; }
 
+/* which int8 dot-product implementation this build has: 2 VNNI, 1 AVX2, 0 portable C (same results) */
+int lav2_int8_impl(void) { return I8_IMPL; }
+
 /* y (M x N) = x (M x K) @ W^T, W given as N rows of GGUF blocks; nt threads. 0 on success. */
-int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, int64_t M, float *y, int nt) {
+int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, int64_t M, float *y, int nt,
+            int act) {
     if (!block_bytes(type) || K % block_weights(type) || N < 0 || M < 0) return -1;
+    if (act && I8_OK(type, K)) { /* int8 activations: quantise once, then every thread reads the same rows */
+        float *buf = (float *)aligned_alloc(64, sizeof(float) * (size_t)qin_floats(M, K));
+        if (!buf) return -2;
+        qin_t xi;
+        qin_init(&xi, buf, M, K);
+        quantize_rows(type, x, M, K, &xi);
+        const int threads = nt > 1 && N >= 64 ? nt : 1;
+        #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (int t = 0; t < threads; t++) {
+            const int64_t chunk = (N + threads - 1) / threads;
+            const int64_t n0 = t * chunk < N ? t * chunk : N, n1 = n0 + chunk < N ? n0 + chunk : N;
+            i8_rows(type, w, n0, n1, K, &xi, M, y, N);
+        }
+        free(buf);
+        return 0;
+    }
     const int64_t G = K / QK;
     const int gemm = M >= GEMM_FROM_ROWS;
     float *xs = NULL;
@@ -458,6 +734,7 @@ typedef struct {
     int32_t mode;     /* 0: W x; 1: W x + b; 2: s * (W x + b); 3: W (s * x) + b */
     int64_t n, k;
     const float *bias, *scale;
+    int64_t act;      /* 1: int8 activations (Q4_0, Q4_1, Q8_0; other types ignore it) */
 } lav2_lin;
 
 typedef struct {
@@ -530,22 +807,32 @@ AI float dot(const float *a, const float *b, int64_t D) {
     return s;
 }
 
-static const float *lin_input(const lav2_lin *L, const float *x, int64_t M, float *buf, float *xs) {
+AI int lin_i8(const lav2_lin *L) { return L->act && I8_OK(L->type, L->k); }
+
+static const float *lin_input(const lav2_lin *L, const float *x, int64_t M, float *buf, float *xs, qin_t *qi) {
     const float *in = x;
     if (L->mode == 3) {
         for (int64_t m = 0; m < M; m++)
             for (int64_t i = 0; i < L->k; i++) buf[m * L->k + i] = x[m * L->k + i] * L->scale[i];
         in = buf;
     }
-    if (M < GEMM_FROM_ROWS && L->type != T_F32) block_sums(in, M, L->k, xs);
+    if (lin_i8(L)) quantize_rows(L->type, in, M, L->k, qi);
+    else if (M < GEMM_FROM_ROWS && L->type != T_F32) block_sums(in, M, L->k, xs);
     return in;
 }
 
+/* whether b can use a's quantised input: both int8 on the same x (no input scale), same activation encoding */
+AI int same_q(const lav2_lin *a, const lav2_lin *b) {
+    return lin_i8(a) && lin_i8(b) && a->mode != 3 && b->mode != 3 && a->k == b->k
+        && (!I8_BIAS || (a->type == T_Q4_1) == (b->type == T_Q4_1));
+}
+
 /* rows [n0, n1) of y (ldy apart) = the linear of x (M rows), bias and scale applied */
-static void lin_rows(const lav2_lin *L, const float *x, const float *xs, int64_t M, int64_t n0, int64_t n1,
-                     float *y, int64_t ldy, float *wb) {
+static void lin_rows(const lav2_lin *L, const float *x, const float *xs, const qin_t *qi, int64_t M, int64_t n0,
+                     int64_t n1, float *y, int64_t ldy, float *wb) {
     if (n0 >= n1) return;
-    if (L->type == T_F32) {
+    if (lin_i8(L)) i8_rows(L->type, L->w, n0, n1, L->k, qi, M, y, ldy);
+    else if (L->type == T_F32) {
         const float *w = (const float *)L->w;
         for (int64_t n = n0; n < n1; n++)
             for (int64_t m = 0; m < M; m++) y[m * ldy + n] = dot(x + m * L->k, w + n * L->k, L->k);
@@ -598,7 +885,6 @@ static void attend(const float *q, const float *k, const float *v, int64_t n, in
 
 AI float silu(float x) { return x / (1.f + expf(-x)); }
 
-#define ALIGNED(n) (((int64_t)(n) + 15) & ~(int64_t)15) /* floats, rounded up to whole 64-byte lines */
 
 /* The decode step's scratch, kept per calling thread and grown on demand: a fresh allocation per step of a
  * batch (a few MB with the LM head's logits) came back from the kernel as zeroed pages every time (measured ~4% of
@@ -644,8 +930,15 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
      * to whole lines): vector loads of activations that straddle two lines cost twice. With the per-thread
      * workspace below, measured: batch-8 step 27.9 -> 19.5 ms, batch 4 14.6 -> 10.1 ms, batch 1 unchanged. */
     const int64_t xsw = ALIGNED(B * (wide / QK + 1));
+    int any_i8 = m->head.w && lin_i8(&m->head); /* int8 activations: three quantised inputs per thread too */
+    for (int64_t l = 0; l < m->n_layers && !any_i8; l++) {
+        const lav2_layer *L = m->layers + l;
+        any_i8 = lin_i8(&L->wq) || lin_i8(&L->wk) || lin_i8(&L->wv) || lin_i8(&L->wo) || lin_i8(&L->w1)
+              || lin_i8(&L->w2) || lin_i8(&L->w3);
+    }
+    const int64_t qf = any_i8 ? qin_floats(B, wide) : 0;
     const int64_t per_thread = ALIGNED(B * dim) + 3 * ALIGNED(B * wide) + 3 * xsw + ALIGNED(NR * wide)
-                             + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp);
+                             + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp) + 3 * qf;
     const int64_t sq = ALIGNED(B * qd), skv = ALIGNED(B * kvd), sf = ALIGNED(B * F);
     float *ws = workspace((size_t)(2 * sq + 2 * skv + 2 * sf + ALIGNED(B * kmax)) + (size_t)threads * per_thread);
     if (!ws) return -2;
@@ -661,20 +954,27 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
 #endif
         float *xn = thr + t * per_thread, *in3 = xn + ALIGNED(B * dim), *xs3 = in3 + 3 * ALIGNED(B * wide);
         float *wb = xs3 + 3 * xsw, *sc = wb + ALIGNED(NR * wide);
+        qin_t q3[3]; /* quantised inputs (int8 activations only), K set per linear */
+        float *qb = sc + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp);
+        memset(q3, 0, sizeof q3);
+#define QIN(i, L) (qin_init(&q3[i], qb + (i) * qf, B, (L)->k), &q3[i])
         const int64_t iw = ALIGNED(B * wide); /* the stride of the three linear inputs in in3 */
         const float *inq, *ink, *inv, *in_o, *in2;
         int64_t lo, hi;
         for (int64_t l = 0; l < m->n_layers; l++) {
             const lav2_layer *L = m->layers + l;
             rms_norm(x, L->attn_norm, B, dim, m->eps, xn);
-            inq = lin_input(&L->wq, xn, B, in3, xs3);
-            ink = lin_input(&L->wk, xn, B, in3 + iw, xs3 + xsw);
-            inv = lin_input(&L->wv, xn, B, in3 + 2 * iw, xs3 + 2 * xsw);
+            inq = lin_input(&L->wq, xn, B, in3, xs3, QIN(0, &L->wq));
+            if (same_q(&L->wq, &L->wk)) { ink = inq; q3[1] = q3[0]; }
+            else ink = lin_input(&L->wk, xn, B, in3 + iw, xs3 + xsw, QIN(1, &L->wk));
+            if (same_q(&L->wq, &L->wv)) { inv = inq; q3[2] = q3[0]; }
+            else inv = lin_input(&L->wv, xn, B, in3 + 2 * iw, xs3 + 2 * xsw, QIN(2, &L->wv));
             /* q, k and v rows as one range split over the threads */
             span(qd + 2 * kvd, t, nth, &lo, &hi);
-            lin_rows(&L->wq, inq, xs3, B, lo, hi < qd ? hi : qd, q, qd, wb);
-            lin_rows(&L->wk, ink, xs3 + xsw, B, lo - qd > 0 ? lo - qd : 0, hi - qd < kvd ? hi - qd : kvd, kk, kvd, wb);
-            lin_rows(&L->wv, inv, xs3 + 2 * xsw, B, lo - qd - kvd > 0 ? lo - qd - kvd : 0,
+            lin_rows(&L->wq, inq, xs3, q3, B, lo, hi < qd ? hi : qd, q, qd, wb);
+            lin_rows(&L->wk, ink, xs3 + xsw, q3 + 1, B, lo - qd > 0 ? lo - qd : 0, hi - qd < kvd ? hi - qd : kvd, kk,
+                     kvd, wb);
+            lin_rows(&L->wv, inv, xs3 + 2 * xsw, q3 + 2, B, lo - qd - kvd > 0 ? lo - qd - kvd : 0,
                      hi - qd - kvd < kvd ? hi - qd - kvd : kvd, vv, kvd, wb);
             #pragma omp barrier
             /* one task per (row, kv head): rotate and store its key/value, then attend for the query heads
@@ -702,34 +1002,35 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
                 }
             }
             #pragma omp barrier
-            in_o = lin_input(&L->wo, att, B, in3, xs3);
+            in_o = lin_input(&L->wo, att, B, in3, xs3, QIN(0, &L->wo));
             span(dim, t, nth, &lo, &hi);
-            lin_rows(&L->wo, in_o, xs3, B, lo, hi, tmp, dim, wb);
+            lin_rows(&L->wo, in_o, xs3, q3, B, lo, hi, tmp, dim, wb);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
             rms_norm(x, L->ffn_norm, B, dim, m->eps, xn);
-            inq = lin_input(&L->w1, xn, B, in3, xs3);
-            ink = lin_input(&L->w3, xn, B, in3 + iw, xs3 + xsw);
+            inq = lin_input(&L->w1, xn, B, in3, xs3, QIN(0, &L->w1));
+            if (same_q(&L->w1, &L->w3)) { ink = inq; q3[1] = q3[0]; }
+            else ink = lin_input(&L->w3, xn, B, in3 + iw, xs3 + xsw, QIN(1, &L->w3));
             /* gate and up rows of the same range, then silu(gate) * up for them: no barrier in between */
             span(F, t, nth, &lo, &hi);
-            lin_rows(&L->w1, inq, xs3, B, lo, hi, g, F, wb);
-            lin_rows(&L->w3, ink, xs3 + xsw, B, lo, hi, u, F, wb);
+            lin_rows(&L->w1, inq, xs3, q3, B, lo, hi, g, F, wb);
+            lin_rows(&L->w3, ink, xs3 + xsw, q3 + 1, B, lo, hi, u, F, wb);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) g[b * F + n] = silu(g[b * F + n]) * u[b * F + n];
             #pragma omp barrier
-            in2 = lin_input(&L->w2, g, B, in3, xs3);
+            in2 = lin_input(&L->w2, g, B, in3, xs3, QIN(0, &L->w2));
             span(dim, t, nth, &lo, &hi);
-            lin_rows(&L->w2, in2, xs3, B, lo, hi, tmp, dim, wb);
+            lin_rows(&L->w2, in2, xs3, q3, B, lo, hi, tmp, dim, wb);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
         }
         if (m->head.w) {
             rms_norm(x, m->norm, B, dim, m->eps, xn);
-            in_o = lin_input(&m->head, xn, B, in3, xs3);
+            in_o = lin_input(&m->head, xn, B, in3, xs3, QIN(0, &m->head));
             span(vocab, t, nth, &lo, &hi);
-            lin_rows(&m->head, in_o, xs3, B, lo, hi, out, vocab, wb);
+            lin_rows(&m->head, in_o, xs3, q3, B, lo, hi, out, vocab, wb);
         } else {
             #pragma omp single
             rms_norm(x, m->norm, B, dim, m->eps, out);
