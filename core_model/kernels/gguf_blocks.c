@@ -426,13 +426,15 @@ static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64
 #define MB8 4
 #endif
 
-/* one activation matrix quantised for a product: q (M x K bytes), d (M x G scales), s (M x GPAD(G) block sums,
- * zero-padded) */
+/* one activation matrix quantised for a product: q (M x K bytes); d: the scales, in groups of MB8 rows, block-major
+ * inside a group (d[(m / MB8) * G * MB8 + g * MB8 + m % MB8], so one vector load has block g's scales of a whole
+ * group; rows past M are 0); s (M x GPAD(G) block sums, zero-padded) */
 typedef struct { uint8_t *q; float *d, *s; int64_t G, gp; } qin_t;
 
 static int64_t qin_floats(int64_t M, int64_t K) { /* scratch a qin_t of M x K needs, in floats */
     const int64_t G = K / QK;
-    return ALIGNED((M * K + 3) / 4) + ALIGNED(M * G) + ALIGNED(M * GPAD(G));
+    const int64_t Mg = (M + MB8 - 1) / MB8 * MB8;
+    return ALIGNED((M * K + 3) / 4) + ALIGNED(Mg * G) + ALIGNED(M * GPAD(G));
 }
 
 static void qin_init(qin_t *o, float *buf, int64_t M, int64_t K) {
@@ -440,13 +442,15 @@ static void qin_init(qin_t *o, float *buf, int64_t M, int64_t K) {
     o->G = G; o->gp = GPAD(G);
     o->q = (uint8_t *)buf;
     o->d = buf + ALIGNED((M * K + 3) / 4);
-    o->s = o->d + ALIGNED(M * G);
+    o->s = o->d + ALIGNED((M + MB8 - 1) / MB8 * MB8 * G);
 }
 
 /* x (M x K) -> o for a product with weights of `type` */
 static void quantize_rows(int type, const float *x, int64_t M, int64_t K, qin_t *o) {
     const int64_t G = K / QK, gp = GPAD(G);
     const int bias = I8_BIAS && type != T_Q4_1;
+    for (int64_t m = M; m % MB8; m++) /* the scales of a last, partial group of rows */
+        for (int64_t g = 0; g < G; g++) o->d[(m / MB8) * G * MB8 + g * MB8 + m % MB8] = 0.f;
     for (int64_t m = 0; m < M; m++) {
         float *s = o->s + m * gp;
         for (int64_t g = 0; g < G; g++) {
@@ -462,7 +466,7 @@ static void quantize_rows(int type, const float *x, int64_t M, int64_t K, qin_t 
                 const int qi = (int)v;
                 qb[j] = (uint8_t)(bias ? qi + 128 : qi);
             }
-            o->d[m * G + g] = d;
+            o->d[(m / MB8) * G * MB8 + g * MB8 + m % MB8] = d;
             s[g] = sum;
         }
         for (int64_t g = G; g < gp; g++) s[g] = 0.f;
@@ -525,7 +529,16 @@ AI void i8_block(int type, const uint8_t *row, int64_t g, const qin_t *xi, int64
     float dw, mn;
     const __m256i w = i8_wvec(type, row, g, &dw, &mn);
     mb[g] = mn;
-    const __m256 dwv = _mm256_set1_ps(dw);
+    float scb[MB8] __attribute__((aligned(32))); /* dw * (the rows' scales of block g), one multiply */
+#if MB8 == 8
+    _mm256_store_ps(scb, _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_loadu_ps(xi->d + g * MB8)));
+#else
+    _mm_store_ps(scb, _mm_mul_ps(_mm_set1_ps(dw), _mm_loadu_ps(xi->d + g * MB8)));
+#endif
+    /* each row's scale is broadcast from memory (a load, no ALU operation): an opaque pointer keeps the compiler
+     * from keeping scb in a register and shuffling it (two operations per row) */
+    const float *sp = scb;
+    __asm__("" : "+r"(sp));
 #if I8_IMPL == 2
     __m256i init = _mm256_setzero_si256(); /* signed weights: -128 * (sum of each lane's four weights) */
     if (type != T_Q4_1)
@@ -544,8 +557,7 @@ AI void i8_block(int type, const uint8_t *row, int64_t g, const qin_t *xi, int64
 #else
         else lanes = DPBUSD(init, wu, _mm256_sign_epi8(x, w));
 #endif
-        const __m256 sc = _mm256_mul_ps(dwv, _mm256_set1_ps(xi->d[m * xi->G + g]));
-        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), sc, acc[m]);
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_broadcast_ss(sp + m), acc[m]);
     }
 }
 
@@ -584,7 +596,7 @@ AI void i8_row(int type, const uint8_t *row, const qin_t *xi, int64_t K, const i
             if (g < G) {
                 int8_t w[QK]; float dw;
                 i8_weights(type, row, g, w, &dw, &mn);
-                const float sc = dw * xi->d[m * G + g];
+                const float sc = dw * xi->d[(m / MB8) * G * MB8 + g * MB8 + m % MB8];
                 for (int i = 0; i < 8; i++) {
                     int32_t lane = 0;
                     for (int j = 4 * i; j < 4 * i + 4; j++) lane += (int32_t)w[j] * (int32_t)(int8_t)xq[g * QK + j];
@@ -608,7 +620,7 @@ AI void i8_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, 
     for (int64_t n = n0; n < n1; n++)
         for (int64_t m0 = 0; m0 < M; m0 += MB8) {
             qin_t sub = *xi;
-            sub.q += m0 * K; sub.d += m0 * xi->G; sub.s += m0 * xi->gp;
+            sub.q += m0 * K; sub.d += m0 * xi->G; sub.s += m0 * xi->gp; /* m0 % MB8 == 0 */
             float *yn = y + m0 * ldy + n;
             const int64_t left = M - m0;
             switch (left < MB8 ? left : MB8) {
