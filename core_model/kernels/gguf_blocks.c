@@ -403,6 +403,8 @@ static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64
  * |w| * (q * sign(w)) keeps products in range; the lanes are the same exact integers either way. */
 #define I8_TYPE(t) ((t) == T_Q4_0 || (t) == T_Q4_1 || (t) == T_Q8_0)
 #define GPAD(G) (((G) + 7) & ~(int64_t)7)
+#define I8_MAX_K 8192 /* rows up to this wide (the stack tables of i8_row) */
+#define I8_OK(type, K) (I8_TYPE(type) && (K) <= I8_MAX_K)
 #define I8_MAGIC 12582912.f /* 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 to an integer, ties to even */
 #if defined(__AVX2__) && defined(__FMA__) && !defined(LAV2_SCALAR_INT8)
 #include <immintrin.h>
@@ -513,10 +515,8 @@ AI __m256i DPBUSD(__m256i acc, __m256i u, __m256i s) {
 #endif
 
 /* weight block g in a register (natural order): Q4_1 unsigned 0..15, Q4_0 signed -8..7, Q8_0 signed */
-AI __m256i i8_wvec(int type, const uint8_t *row, int64_t g, float *d, float *m) {
+AI __m256i i8_wvec(int type, const uint8_t *row, int64_t g) {
     const uint8_t *b = row + g * block_bytes(type);
-    *d = h2f(b);
-    *m = type == T_Q4_1 ? h2f(b + 2) : 0.f;
     if (type == T_Q8_0) return _mm256_loadu_si256((const __m256i *)(b + 2));
     const __m128i raw = _mm_loadu_si128((const __m128i *)(b + (type == T_Q4_1 ? 4 : 2)));
     __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(15));
@@ -524,21 +524,10 @@ AI __m256i i8_wvec(int type, const uint8_t *row, int64_t g, float *d, float *m) 
     return w;
 }
 
+/* block g's integer lanes for M rows, each scaled by sc[m] (sc: this block's MB8 scales) into acc[m] */
 AI void i8_block(int type, const uint8_t *row, int64_t g, const qin_t *xi, int64_t K, const int M, __m256 acc[MB8],
-                 float *mb) {
-    float dw, mn;
-    const __m256i w = i8_wvec(type, row, g, &dw, &mn);
-    mb[g] = mn;
-    float scb[MB8] __attribute__((aligned(32))); /* dw * (the rows' scales of block g), one multiply */
-#if MB8 == 8
-    _mm256_store_ps(scb, _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_loadu_ps(xi->d + g * MB8)));
-#else
-    _mm_store_ps(scb, _mm_mul_ps(_mm_set1_ps(dw), _mm_loadu_ps(xi->d + g * MB8)));
-#endif
-    /* each row's scale is broadcast from memory (a load, no ALU operation): an opaque pointer keeps the compiler
-     * from keeping scb in a register and shuffling it (two operations per row) */
-    const float *sp = scb;
-    __asm__("" : "+r"(sp));
+                 const float *sc) {
+    const __m256i w = i8_wvec(type, row, g);
 #if I8_IMPL == 2
     __m256i init = _mm256_setzero_si256(); /* signed weights: -128 * (sum of each lane's four weights) */
     if (type != T_Q4_1)
@@ -557,23 +546,37 @@ AI void i8_block(int type, const uint8_t *row, int64_t g, const qin_t *xi, int64
 #else
         else lanes = DPBUSD(init, wu, _mm256_sign_epi8(x, w));
 #endif
-        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_broadcast_ss(sp + m), acc[m]);
+        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_broadcast_ss(sc + m), acc[m]);
     }
 }
 
 AI void i8_row(int type, const uint8_t *row, const qin_t *xi, int64_t K, const int M, float *y, int64_t ldy) {
-    const int64_t G = xi->G, gp = xi->gp;
-    float mb[GPAD(8192 / QK)] __attribute__((aligned(32))); /* offsets m_g, zero-padded (K <= 8192 checked) */
+    const int64_t G = xi->G, gp = xi->gp, bb = block_bytes(type);
+    /* first the scales of the whole row: dw_g times the group's row scales of block g (one multiply per block)
+     * and the offsets m_g; computed ahead, the products' loop broadcasts them from memory (a load, no ALU
+     * operation, and no store-to-load wait inside the loop) */
+    float sct[(I8_MAX_K / QK) * MB8] __attribute__((aligned(32)));
+    float mb[GPAD(I8_MAX_K / QK)] __attribute__((aligned(32)));
+    for (int64_t g = 0; g < G; g++) {
+        const uint8_t *b = row + g * bb;
+        const float dw = h2f(b);
+        mb[g] = type == T_Q4_1 ? h2f(b + 2) : 0.f;
+#if MB8 == 8
+        _mm256_store_ps(sct + g * MB8, _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_loadu_ps(xi->d + g * MB8)));
+#else
+        _mm_store_ps(sct + g * MB8, _mm_mul_ps(_mm_set1_ps(dw), _mm_loadu_ps(xi->d + g * MB8)));
+#endif
+    }
+    for (int64_t j = G; j < gp; j++) mb[j] = 0.f;
     __m256 a0[MB8], a1[MB8];
     for (int m = 0; m < M; m++) { a0[m] = _mm256_setzero_ps(); a1[m] = _mm256_setzero_ps(); }
     int64_t g = 0;
     for (; g + 1 < G; g += 2) {
-        __builtin_prefetch(row + PREFETCH_BYTES + g * block_bytes(type));
-        i8_block(type, row, g, xi, K, M, a0, mb);
-        i8_block(type, row, g + 1, xi, K, M, a1, mb);
+        __builtin_prefetch(row + PREFETCH_BYTES + g * bb);
+        i8_block(type, row, g, xi, K, M, a0, sct + g * MB8);
+        i8_block(type, row, g + 1, xi, K, M, a1, sct + (g + 1) * MB8);
     }
-    if (g < G) i8_block(type, row, g, xi, K, M, a0, mb);
-    for (int64_t j = G; j < gp; j++) mb[j] = 0.f;
+    if (g < G) i8_block(type, row, g, xi, K, M, a0, sct + g * MB8);
     for (int m = 0; m < M; m++) {
         float yv = hsum8v(_mm256_add_ps(a0[m], a1[m]));
         if (type == T_Q4_1) {
@@ -648,8 +651,6 @@ static void i8_rows(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t 
     default: i8_range(T_Q8_0, w, n0, n1, K, xi, M, y, ldy); break;
     }
 }
-#define I8_MAX_K 8192 /* the stack buffer of block offsets in i8_row */
-#define I8_OK(type, K) (I8_TYPE(type) && (K) <= I8_MAX_K)
 
 /* ---- entry points (called through ctypes; the Python side validates shapes and dtypes) */
 int lav2_abi_version(void) { return LAV2_ABI; }
