@@ -387,25 +387,30 @@ static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64
 /* ---- int8 activations (opt-in: LAV2_ACTIVATIONS=int8 / load_model(activations="int8")) for Q4_0, Q4_1, Q8_0.
  * The fp32 kernels above stay the default and are not touched by this path.
  *
- * Each activation row is quantised per block of 32 (the weight blocks' width): d = max|x| / 127, q = x / d
- * rounded to nearest-even, clamped to [-127, 127] (as llama.cpp's Q8_0/Q8_1). A weight block's dot product with it
- * is then an exact integer: eight int32 lanes, lane i = sum of the four products of bytes 4i..4i+3, formed with
- * AVX-512 VNNI (vpdpbusd) where the compiler targets it, else AVX2 (vpmaddubsw + vpmaddwd, exact: no pair of
- * products leaves int16), else plain C. Every implementation then does the same float operations in the same
- * order, so the results are the same bit for bit (tested: the VNNI, AVX2 and scalar builds against each other):
- *   sc_g = d_w(g) * d_x(g);  acc[g & 1][i] = fma((float)lane_i(g), sc_g, acc[g & 1][i])
- *   main = pairwise sum of the 8 lanes of acc[0] + acc[1]
+ * Each activation row is quantised per block of 32 (the weight blocks' width): d = max|x| / 127, q = x * (1/d)
+ * rounded to nearest-even (one fused multiply-add), clamped to [-127, 127] (as llama.cpp's Q8_0/Q8_1). The dot
+ * products are exact integers, formed with AVX-512 VNNI (vpdpbusd) where the compiler targets it, else AVX2
+ * (vpmaddubsw + vpmaddwd: exact, no pair of products leaves int16), else plain C. Blocks go in groups of four
+ * (the last one zero-padded): one 8-lane int32 register collects all 128 products of a group, lanes 2c and 2c+1
+ * holding block P[c] of the group (P = 0, 2, 1, 3; lane l sums bytes 4(l&1)..4(l&1)+3 of each 8-byte chunk
+ * k = 0..3 of the block), so the float work is one conversion, one multiply and one FMA per row per four blocks:
+ *   S[l] = d_w(block of l) * d_x(block of l);  acc[l] = fma((float)lanes[l], S[l], acc[l])   (groups in order)
+ *   main = pairwise sum of the 8 lanes of acc
  *   Q4_1: off = sum_g m_g * s_g over 8 lanes (g % 8, fma), pairwise, with s_g the float32 sum of the block's
- *         activations (exact offset term; llama.cpp uses the quantised sum);  y = main + off
- * A row's result depends only on that row (per-row quantisation, fixed order), so batched == single still holds.
- * Q4_0 and Q8_0 weights are signed: with VNNI the activations are stored biased (q + 128, unsigned) and each
- * block's 128 * sum(w) is subtracted in the accumulator's initial value; with AVX2 the sign trick
- * |w| * (q * sign(w)) keeps products in range; the lanes are the same exact integers either way. */
+ *         activations (the exact offset term; llama.cpp uses the quantised sum);  y = main + off
+ * Every implementation does these float operations in this order, so all give the same bits (tested: the VNNI,
+ * AVX2 and C builds against each other). A row's result depends only on that row (per-row quantisation, one
+ * kernel for any number of rows), so batched == single still holds.
+ * The activations are stored in the register layout (chunk c of register k of a group = bytes 8k..8k+7 of block
+ * P[c]). Q4_0 and Q8_0 weights are signed: with VNNI the activations are stored biased (q + 128, unsigned) and
+ * the group's 128 * sum(w) per lane is subtracted in the accumulator's initial value; with AVX2 the sign trick
+ * |w| * (q * sign(w)) keeps the products in range; the lanes are the same exact integers either way. */
 #define I8_TYPE(t) ((t) == T_Q4_0 || (t) == T_Q4_1 || (t) == T_Q8_0)
 #define GPAD(G) (((G) + 7) & ~(int64_t)7)
-#define I8_MAX_K 8192 /* rows up to this wide (the stack tables of i8_row) */
+#define G4(G) (((G) + 3) & ~(int64_t)3)
+#define I8_MAX_K 8192 /* rows up to this wide (the stack table of offsets in i8_row) */
 #define I8_OK(type, K) (I8_TYPE(type) && (K) <= I8_MAX_K)
-#define I8_MAGIC 12582912.f /* 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 to an integer, ties to even */
+#define I8_MAGIC 12582912.f /* 1.5 * 2^23: fma(x, s, M) - M rounds x * s (|x * s| < 2^22) to an integer, ties to even */
 #if defined(__AVX2__) && defined(__FMA__) && !defined(LAV2_SCALAR_INT8)
 #include <immintrin.h>
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__) && !defined(LAV2_NO_VNNI)
@@ -423,60 +428,70 @@ static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64
 #define I8_BIAS 0
 #endif
 #if defined(__AVX512F__) && I8_IMPL
-#define MB8 8 /* activation rows per pass: 16 accumulators of 32 zmm/ymm registers */
+#define MB8 8 /* activation rows per pass over a weight row (8 accumulators + the group's registers) */
 #else
 #define MB8 4
 #endif
+static const int I8_P[4] = {0, 2, 1, 3}; /* the block of chunk c in a group (its own inverse) */
 
-/* one activation matrix quantised for a product: q (M x K bytes); d: the scales, in groups of MB8 rows, block-major
- * inside a group (d[(m / MB8) * G * MB8 + g * MB8 + m % MB8], so one vector load has block g's scales of a whole
- * group; rows past M are 0); s (M x GPAD(G) block sums, zero-padded) */
-typedef struct { uint8_t *q; float *d, *s; int64_t G, gp; } qin_t;
+/* one activation matrix quantised for a product: q (M x G4(G)*32 bytes, the register layout above); d (M x
+ * G4(G)/4 x 8 floats: the scales of each group's lanes, 0 for padding blocks); s (M x GPAD(G) block sums,
+ * zero-padded) */
+typedef struct { uint8_t *q; float *d, *s; int64_t G, gp, kq; } qin_t;
 
 static int64_t qin_floats(int64_t M, int64_t K) { /* scratch a qin_t of M x K needs, in floats */
     const int64_t G = K / QK;
-    const int64_t Mg = (M + MB8 - 1) / MB8 * MB8;
-    return ALIGNED((M * K + 3) / 4) + ALIGNED(Mg * G) + ALIGNED(M * GPAD(G));
+    return ALIGNED(M * G4(G) * QK / 4) + ALIGNED(M * G4(G) * 2) + ALIGNED(M * GPAD(G));
 }
 
 static void qin_init(qin_t *o, float *buf, int64_t M, int64_t K) {
     const int64_t G = K / QK;
-    o->G = G; o->gp = GPAD(G);
+    o->G = G; o->gp = GPAD(G); o->kq = G4(G) * QK;
     o->q = (uint8_t *)buf;
-    o->d = buf + ALIGNED((M * K + 3) / 4);
-    o->s = o->d + ALIGNED((M + MB8 - 1) / MB8 * MB8 * G);
+    o->d = buf + ALIGNED(M * G4(G) * QK / 4);
+    o->s = o->d + ALIGNED(M * G4(G) * 2);
 }
+
+/* byte offset of weight/activation j (0..31) of block g in a row of the register layout */
+AI int64_t i8_pos(int64_t g, int j) { return (g >> 2) * 128 + (j >> 3) * 32 + I8_P[g & 3] * 8 + (j & 7); }
 
 /* x (M x K) -> o for a product with weights of `type` */
 static void quantize_rows(int type, const float *x, int64_t M, int64_t K, qin_t *o) {
-    const int64_t G = K / QK, gp = GPAD(G);
+    const int64_t G = K / QK, gp = GPAD(G), Gq = G4(G);
     const int bias = I8_BIAS && type != T_Q4_1;
-    for (int64_t m = M; m % MB8; m++) /* the scales of a last, partial group of rows */
-        for (int64_t g = 0; g < G; g++) o->d[(m / MB8) * G * MB8 + g * MB8 + m % MB8] = 0.f;
     for (int64_t m = 0; m < M; m++) {
-        float *s = o->s + m * gp;
-        for (int64_t g = 0; g < G; g++) {
-            const float *xb = x + m * K + g * QK;
-            float amax = 0.f, sum = 0.f;
-            for (int j = 0; j < QK; j++) { const float a = fabsf(xb[j]); amax = a > amax ? a : amax; }
-            for (int j = 0; j < QK; j++) sum += xb[j]; /* the same sequential sum as block_sums() */
-            const float d = amax / 127.f, id = d > 0.f ? 1.f / d : 0.f;
-            uint8_t *qb = o->q + m * K + g * QK;
-            for (int j = 0; j < QK; j++) {
-                float v = (fmaf(xb[j], id, I8_MAGIC) - I8_MAGIC);
-                v = v > 127.f ? 127.f : v < -127.f ? -127.f : v;
-                const int qi = (int)v;
-                qb[j] = (uint8_t)(bias ? qi + 128 : qi);
+        float *s = o->s + m * gp, *dl = o->d + m * Gq * 2;
+        uint8_t *qr = o->q + m * o->kq;
+        for (int64_t g = 0; g < Gq; g++) {
+            float d = 0.f, sum = 0.f;
+            uint8_t qb[QK];
+            if (g < G) {
+                const float *xb = x + m * K + g * QK;
+                float amax = 0.f;
+                for (int j = 0; j < QK; j++) { const float a = fabsf(xb[j]); amax = a > amax ? a : amax; }
+                for (int j = 0; j < QK; j++) sum += xb[j]; /* the same sequential sum as block_sums() */
+                d = amax / 127.f;
+                const float id = d > 0.f ? 1.f / d : 0.f;
+                for (int j = 0; j < QK; j++) {
+                    float v = fmaf(xb[j], id, I8_MAGIC) - I8_MAGIC;
+                    v = v > 127.f ? 127.f : v < -127.f ? -127.f : v;
+                    qb[j] = (uint8_t)(bias ? (int)v + 128 : (int)v);
+                }
+            } else {
+                memset(qb, bias ? 128 : 0, QK); /* padding block: its weights are zero */
             }
-            o->d[(m / MB8) * G * MB8 + g * MB8 + m % MB8] = d;
-            s[g] = sum;
+            for (int j = 0; j < QK; j++) qr[i8_pos(g, j)] = qb[j];
+            const int c = I8_P[g & 3];
+            dl[(g >> 2) * 8 + 2 * c] = dl[(g >> 2) * 8 + 2 * c + 1] = d;
+            if (g < gp) s[g] = sum;
         }
-        for (int64_t g = G; g < gp; g++) s[g] = 0.f;
+        for (int64_t g = Gq; g < gp; g++) s[g] = 0.f;
     }
 }
 
-/* weight block g as 32 integers (natural order) plus its scale (and Q4_1's offset) */
-AI void i8_weights(int type, const uint8_t *row, int64_t g, int8_t w[QK], float *d, float *m) {
+/* weight block g as 32 integers (natural order) plus its scale (and Q4_1's offset); zeros past the row */
+AI void i8_weights(int type, const uint8_t *row, int64_t G, int64_t g, int8_t w[QK], float *d, float *m) {
+    if (g >= G) { memset(w, 0, QK); *d = 0.f; *m = 0.f; return; }
     const uint8_t *b = row + g * block_bytes(type);
     *d = h2f(b);
     *m = type == T_Q4_1 ? h2f(b + 2) : 0.f;
@@ -514,71 +529,88 @@ AI __m256i DPBUSD(__m256i acc, __m256i u, __m256i s) {
 }
 #endif
 
-/* weight block g in a register (natural order): Q4_1 unsigned 0..15, Q4_0 signed -8..7, Q8_0 signed */
-AI __m256i i8_wvec(int type, const uint8_t *row, int64_t g) {
-    const uint8_t *b = row + g * block_bytes(type);
-    if (type == T_Q8_0) return _mm256_loadu_si256((const __m256i *)(b + 2));
-    const __m128i raw = _mm_loadu_si128((const __m128i *)(b + (type == T_Q4_1 ? 4 : 2)));
-    __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(15));
-    if (type == T_Q4_0) w = _mm256_sub_epi8(w, _mm256_set1_epi8(8));
-    return w;
-}
-
-/* block g's integer lanes for M rows, each scaled by sc[m] (sc: this block's MB8 scales) into acc[m] */
-AI void i8_block(int type, const uint8_t *row, int64_t g, const qin_t *xi, int64_t K, const int M, __m256 acc[MB8],
-                 const float *sc) {
-    const __m256i w = i8_wvec(type, row, g);
-#if I8_IMPL == 2
-    __m256i init = _mm256_setzero_si256(); /* signed weights: -128 * (sum of each lane's four weights) */
-    if (type != T_Q4_1)
-        init = _mm256_sub_epi32(init, DPBUSD(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), w));
-    const __m256i wu = w;
-#else
-    const __m256i init = _mm256_setzero_si256();
-    const __m256i wu = type == T_Q4_1 ? w : _mm256_abs_epi8(w);
-#endif
-    for (int m = 0; m < M; m++) {
-        __m256i x = _mm256_loadu_si256((const __m256i *)(xi->q + m * K + g * QK));
-        __m256i lanes;
-        if (type == T_Q4_1) lanes = DPBUSD(init, w, x);
-#if I8_IMPL == 2
-        else lanes = DPBUSD(init, x, wu); /* x biased: (q + 128) * w - 128 * w */
-#else
-        else lanes = DPBUSD(init, wu, _mm256_sign_epi8(x, w));
-#endif
-        acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_broadcast_ss(sc + m), acc[m]);
+/* weights 0..15 and 16..31 of blocks g and g + 1 as [g | g+1] registers (zeros for blocks past G) */
+AI void i8_pair(int type, const uint8_t *row, int64_t G, int64_t g, __m256i *lo, __m256i *hi) {
+    const int64_t bb = block_bytes(type);
+    const uint8_t *b0 = row + g * bb, *b1 = b0 + bb;
+    const int have0 = g < G, have1 = g + 1 < G;
+    if (type == T_Q8_0) {
+        const __m128i z = _mm_setzero_si128();
+        *lo = _mm256_set_m128i(have1 ? _mm_loadu_si128((const __m128i *)(b1 + 2)) : z,
+                               have0 ? _mm_loadu_si128((const __m128i *)(b0 + 2)) : z);
+        *hi = _mm256_set_m128i(have1 ? _mm_loadu_si128((const __m128i *)(b1 + 18)) : z,
+                               have0 ? _mm_loadu_si128((const __m128i *)(b0 + 18)) : z);
+        return;
+    }
+    const int off = type == T_Q4_1 ? 4 : 2;
+    const __m128i none = _mm_set1_epi8(type == T_Q4_0 ? (char)0x88 : 0);
+    const __m128i r0 = have0 ? _mm_loadu_si128((const __m128i *)(b0 + off)) : none;
+    const __m128i r1 = have1 ? _mm_loadu_si128((const __m128i *)(b1 + off)) : none;
+    const __m256i y = _mm256_set_m128i(r1, r0), mask = _mm256_set1_epi8(15);
+    *lo = _mm256_and_si256(y, mask);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(y, 4), mask);
+    if (type == T_Q4_0) { /* q - 8; a missing block's 0x88 gives 0 */
+        *lo = _mm256_sub_epi8(*lo, _mm256_set1_epi8(8));
+        *hi = _mm256_sub_epi8(*hi, _mm256_set1_epi8(8));
     }
 }
 
-AI void i8_row(int type, const uint8_t *row, const qin_t *xi, int64_t K, const int M, float *y, int64_t ldy) {
-    const int64_t G = xi->G, gp = xi->gp, bb = block_bytes(type);
-    /* first the scales of the whole row: dw_g times the group's row scales of block g (one multiply per block)
-     * and the offsets m_g; computed ahead, the products' loop broadcasts them from memory (a load, no ALU
-     * operation, and no store-to-load wait inside the loop) */
-    float sct[(I8_MAX_K / QK) * MB8] __attribute__((aligned(32)));
-    float mb[GPAD(I8_MAX_K / QK)] __attribute__((aligned(32)));
-    for (int64_t g = 0; g < G; g++) {
-        const uint8_t *b = row + g * bb;
-        const float dw = h2f(b);
-        mb[g] = type == T_Q4_1 ? h2f(b + 2) : 0.f;
-#if MB8 == 8
-        _mm256_store_ps(sct + g * MB8, _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_loadu_ps(xi->d + g * MB8)));
-#else
-        _mm_store_ps(sct + g * MB8, _mm_mul_ps(_mm_set1_ps(dw), _mm_loadu_ps(xi->d + g * MB8)));
-#endif
-    }
-    for (int64_t j = G; j < gp; j++) mb[j] = 0.f;
-    __m256 a0[MB8], a1[MB8];
-    for (int m = 0; m < M; m++) { a0[m] = _mm256_setzero_ps(); a1[m] = _mm256_setzero_ps(); }
-    int64_t g = 0;
-    for (; g + 1 < G; g += 2) {
+AI float i8_scale(int type, const uint8_t *row, int64_t G, int64_t g) {
+    return g < G ? h2f(row + g * block_bytes(type)) : 0.f;
+}
+
+AI void i8_row(int type, const uint8_t *row, const qin_t *xi, const int M, float *y, int64_t ldy) {
+    const int64_t G = xi->G, gp = xi->gp, bb = block_bytes(type), Gq = G4(G), kq = xi->kq;
+    float mb[GPAD(I8_MAX_K / QK)] __attribute__((aligned(32))); /* offsets m_g, zero-padded */
+    __m256 acc[MB8];
+    for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
+    const __m256i dup = _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0);
+    for (int64_t g = 0; g < Gq; g += 4) {
         __builtin_prefetch(row + PREFETCH_BYTES + g * bb);
-        i8_block(type, row, g, xi, K, M, a0, sct + g * MB8);
-        i8_block(type, row, g + 1, xi, K, M, a1, sct + (g + 1) * MB8);
+        __builtin_prefetch(row + PREFETCH_BYTES + 64 + g * bb);
+        __m256i l01, h01, l23, h23;
+        i8_pair(type, row, G, g, &l01, &h01);
+        i8_pair(type, row, G, g + 2, &l23, &h23);
+        __m256i w[4] = {_mm256_unpacklo_epi64(l01, l23), _mm256_unpackhi_epi64(l01, l23),
+                        _mm256_unpacklo_epi64(h01, h23), _mm256_unpackhi_epi64(h01, h23)};
+        /* the lanes' weight scales: blocks 0, 2, 1, 3 of the group, each twice */
+        const __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_set_ps(
+            i8_scale(type, row, G, g + 3), i8_scale(type, row, G, g + 1), i8_scale(type, row, G, g + 2),
+            i8_scale(type, row, G, g))), dup);
+        if (type == T_Q4_1)
+            for (int j = 0; j < 4; j++) mb[g + j] = g + j < G ? h2f(row + (g + j) * bb + 2) : 0.f;
+#if I8_IMPL == 2
+        __m256i init = _mm256_setzero_si256(); /* signed weights: -128 * (each lane's sum of weights) */
+        if (type != T_Q4_1) {
+            const __m256i c80 = _mm256_set1_epi8((char)0x80);
+            __m256i c = DPBUSD(_mm256_setzero_si256(), c80, w[0]);
+            c = DPBUSD(c, c80, w[1]); c = DPBUSD(c, c80, w[2]); c = DPBUSD(c, c80, w[3]);
+            init = _mm256_sub_epi32(init, c);
+        }
+#else
+        const __m256i init = _mm256_setzero_si256();
+        __m256i wa[4];
+        for (int k = 0; k < 4; k++) wa[k] = type == T_Q4_1 ? w[k] : _mm256_abs_epi8(w[k]);
+#endif
+        for (int m = 0; m < M; m++) {
+            const uint8_t *xq = xi->q + m * kq + g * QK;
+            __m256i lanes = init;
+            for (int k = 0; k < 4; k++) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * k));
+                if (type == T_Q4_1) lanes = DPBUSD(lanes, w[k], x);
+#if I8_IMPL == 2
+                else lanes = DPBUSD(lanes, x, w[k]); /* x biased: (q + 128) * w, minus 128 * w in init */
+#else
+                else lanes = DPBUSD(lanes, wa[k], _mm256_sign_epi8(x, w[k]));
+#endif
+            }
+            const __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(xi->d + m * Gq * 2 + g * 2));
+            acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), sc, acc[m]);
+        }
     }
-    if (g < G) i8_block(type, row, g, xi, K, M, a0, sct + g * MB8);
+    for (int64_t j = Gq; j < gp; j++) mb[j] = 0.f;
     for (int m = 0; m < M; m++) {
-        float yv = hsum8v(_mm256_add_ps(a0[m], a1[m]));
+        float yv = hsum8v(acc[m]);
         if (type == T_Q4_1) {
             __m256 o = _mm256_setzero_ps();
             const float *s = xi->s + m * gp;
@@ -589,27 +621,29 @@ AI void i8_row(int type, const uint8_t *row, const qin_t *xi, int64_t K, const i
     }
 }
 #else
-AI void i8_row(int type, const uint8_t *row, const qin_t *xi, int64_t K, const int M, float *y, int64_t ldy) {
-    const int64_t G = xi->G, gp = xi->gp;
+AI void i8_row(int type, const uint8_t *row, const qin_t *xi, const int M, float *y, int64_t ldy) {
+    const int64_t G = xi->G, gp = xi->gp, Gq = G4(G);
     for (int m = 0; m < M; m++) {
-        float acc[2][8] = {{0}}, o[8] = {0}, t[8];
-        const uint8_t *xq = xi->q + m * K;
-        for (int64_t g = 0; g < gp; g++) {
-            float mn = 0.f;
-            if (g < G) {
-                int8_t w[QK]; float dw;
-                i8_weights(type, row, g, w, &dw, &mn);
-                const float sc = dw * xi->d[(m / MB8) * G * MB8 + g * MB8 + m % MB8];
-                for (int i = 0; i < 8; i++) {
-                    int32_t lane = 0;
-                    for (int j = 4 * i; j < 4 * i + 4; j++) lane += (int32_t)w[j] * (int32_t)(int8_t)xq[g * QK + j];
-                    acc[g & 1][i] = fmaf((float)lane, sc, acc[g & 1][i]);
-                }
+        float acc[8] = {0}, o[8] = {0};
+        const uint8_t *xq = xi->q + m * xi->kq;
+        const float *dl = xi->d + m * Gq * 2;
+        for (int64_t g0 = 0; g0 < Gq; g0 += 4) {
+            int8_t w[4][QK]; float dw[4], mn[4];
+            for (int j = 0; j < 4; j++) i8_weights(type, row, G, g0 + j, w[j], &dw[j], &mn[j]);
+            for (int l = 0; l < 8; l++) {
+                const int j = I8_P[l >> 1]; /* the block of lane l */
+                int32_t lane = 0;
+                for (int k = 0; k < 4; k++)
+                    for (int t = 0; t < 4; t++) {
+                        const int idx = 8 * k + 4 * (l & 1) + t;
+                        lane += (int32_t)w[j][idx] * (int32_t)(int8_t)xq[i8_pos(g0 + j, idx)];
+                    }
+                acc[l] = fmaf((float)lane, dw[j] * dl[g0 * 2 + l], acc[l]);
             }
-            o[g % 8] = fmaf(mn, xi->s[m * gp + g], o[g % 8]);
+            for (int j = 0; j < 4; j++) if (g0 + j < gp) o[(g0 + j) % 8] = fmaf(mn[j], xi->s[m * gp + g0 + j], o[(g0 + j) % 8]);
         }
-        for (int i = 0; i < 8; i++) t[i] = acc[0][i] + acc[1][i];
-        float yv = hsum8(t);
+        for (int64_t g = Gq; g < gp; g++) o[g % 8] = fmaf(0.f, xi->s[m * gp + g], o[g % 8]);
+        float yv = hsum8(acc);
         if (type == T_Q4_1) yv += hsum8(o);
         y[m * ldy] = yv;
     }
@@ -623,21 +657,21 @@ AI void i8_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, 
     for (int64_t n = n0; n < n1; n++)
         for (int64_t m0 = 0; m0 < M; m0 += MB8) {
             qin_t sub = *xi;
-            sub.q += m0 * K; sub.d += m0 * xi->G; sub.s += m0 * xi->gp; /* m0 % MB8 == 0 */
+            sub.q += m0 * xi->kq; sub.d += m0 * G4(xi->G) * 2; sub.s += m0 * xi->gp;
             float *yn = y + m0 * ldy + n;
             const int64_t left = M - m0;
             switch (left < MB8 ? left : MB8) {
-            case 1: i8_row(type, w + n * rb, &sub, K, 1, yn, ldy); break;
-            case 2: i8_row(type, w + n * rb, &sub, K, 2, yn, ldy); break;
-            case 3: i8_row(type, w + n * rb, &sub, K, 3, yn, ldy); break;
+            case 1: i8_row(type, w + n * rb, &sub, 1, yn, ldy); break;
+            case 2: i8_row(type, w + n * rb, &sub, 2, yn, ldy); break;
+            case 3: i8_row(type, w + n * rb, &sub, 3, yn, ldy); break;
 #if MB8 == 8
-            case 4: i8_row(type, w + n * rb, &sub, K, 4, yn, ldy); break;
-            case 5: i8_row(type, w + n * rb, &sub, K, 5, yn, ldy); break;
-            case 6: i8_row(type, w + n * rb, &sub, K, 6, yn, ldy); break;
-            case 7: i8_row(type, w + n * rb, &sub, K, 7, yn, ldy); break;
-            default: i8_row(type, w + n * rb, &sub, K, 8, yn, ldy); break;
+            case 4: i8_row(type, w + n * rb, &sub, 4, yn, ldy); break;
+            case 5: i8_row(type, w + n * rb, &sub, 5, yn, ldy); break;
+            case 6: i8_row(type, w + n * rb, &sub, 6, yn, ldy); break;
+            case 7: i8_row(type, w + n * rb, &sub, 7, yn, ldy); break;
+            default: i8_row(type, w + n * rb, &sub, 8, yn, ldy); break;
 #else
-            default: i8_row(type, w + n * rb, &sub, K, 4, yn, ldy); break;
+            default: i8_row(type, w + n * rb, &sub, 4, yn, ldy); break;
 #endif
             }
         }
