@@ -428,7 +428,7 @@ static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64
 #define I8_BIAS 0
 #endif
 #if defined(__AVX512F__) && I8_IMPL
-#define MB8 8 /* activation rows per pass over a weight row (8 accumulators + the group's registers) */
+#define MB8 16 /* activation rows per pass over a weight row: 16 accumulators + the group's registers of 32 */
 #else
 #define MB8 4
 #endif
@@ -574,11 +574,27 @@ AI void i8_row(int type, const uint8_t *row, const qin_t *xi, const int M, float
         __m256i w[4] = {_mm256_unpacklo_epi64(l01, l23), _mm256_unpackhi_epi64(l01, l23),
                         _mm256_unpacklo_epi64(h01, h23), _mm256_unpackhi_epi64(h01, h23)};
         /* the lanes' weight scales: blocks 0, 2, 1, 3 of the group, each twice */
-        const __m256 dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_set_ps(
-            i8_scale(type, row, G, g + 3), i8_scale(type, row, G, g + 1), i8_scale(type, row, G, g + 2),
-            i8_scale(type, row, G, g))), dup);
-        if (type == T_Q4_1)
-            for (int j = 0; j < 4; j++) mb[g + j] = g + j < G ? h2f(row + (g + j) * bb + 2) : 0.f;
+        __m256 dw;
+#if defined(__AVX512VL__) && defined(__F16C__)
+        if (type == T_Q4_1 && g + 4 <= G) {
+            /* the four (d, m) headers at bytes 0, 20, 40, 60 of the group: one permute of two loads, one
+             * conversion (exact, as h2f) */
+            const __m256i h = _mm256_permutex2var_epi32(_mm256_loadu_si256((const __m256i *)(row + g * bb)),
+                                                        _mm256_set_epi32(0, 0, 0, 0, 15, 10, 5, 0),
+                                                        _mm256_loadu_si256((const __m256i *)(row + g * bb + 32)));
+            const __m256 dm = _mm256_cvtph_ps(_mm256_castsi256_si128(h)); /* d0 m0 d1 m1 d2 m2 d3 m3 */
+            dw = _mm256_permutevar8x32_ps(dm, _mm256_set_epi32(6, 6, 2, 2, 4, 4, 0, 0));
+            _mm_storeu_ps(mb + g, _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, _mm256_set_epi32(
+                7, 5, 3, 1, 7, 5, 3, 1))));
+        } else
+#endif
+        {
+            dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_set_ps(
+                i8_scale(type, row, G, g + 3), i8_scale(type, row, G, g + 1), i8_scale(type, row, G, g + 2),
+                i8_scale(type, row, G, g))), dup);
+            if (type == T_Q4_1)
+                for (int j = 0; j < 4; j++) mb[g + j] = g + j < G ? h2f(row + (g + j) * bb + 2) : 0.f;
+        }
 #if I8_IMPL == 2
         __m256i init = _mm256_setzero_si256(); /* signed weights: -128 * (each lane's sum of weights) */
         if (type != T_Q4_1) {
@@ -664,12 +680,20 @@ AI void i8_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, 
             case 1: i8_row(type, w + n * rb, &sub, 1, yn, ldy); break;
             case 2: i8_row(type, w + n * rb, &sub, 2, yn, ldy); break;
             case 3: i8_row(type, w + n * rb, &sub, 3, yn, ldy); break;
-#if MB8 == 8
+#if MB8 == 16
             case 4: i8_row(type, w + n * rb, &sub, 4, yn, ldy); break;
             case 5: i8_row(type, w + n * rb, &sub, 5, yn, ldy); break;
             case 6: i8_row(type, w + n * rb, &sub, 6, yn, ldy); break;
             case 7: i8_row(type, w + n * rb, &sub, 7, yn, ldy); break;
-            default: i8_row(type, w + n * rb, &sub, 8, yn, ldy); break;
+            case 8: i8_row(type, w + n * rb, &sub, 8, yn, ldy); break;
+            case 9: i8_row(type, w + n * rb, &sub, 9, yn, ldy); break;
+            case 10: i8_row(type, w + n * rb, &sub, 10, yn, ldy); break;
+            case 11: i8_row(type, w + n * rb, &sub, 11, yn, ldy); break;
+            case 12: i8_row(type, w + n * rb, &sub, 12, yn, ldy); break;
+            case 13: i8_row(type, w + n * rb, &sub, 13, yn, ldy); break;
+            case 14: i8_row(type, w + n * rb, &sub, 14, yn, ldy); break;
+            case 15: i8_row(type, w + n * rb, &sub, 15, yn, ldy); break;
+            default: i8_row(type, w + n * rb, &sub, 16, yn, ldy); break;
 #else
             default: i8_row(type, w + n * rb, &sub, 4, yn, ldy); break;
 #endif
