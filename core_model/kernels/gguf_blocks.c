@@ -397,7 +397,8 @@ static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64
  *   S[l] = d_w(block of l) * d_x(block of l);  acc[l] = fma((float)lanes[l], S[l], acc[l])   (groups in order)
  *   main = pairwise sum of the 8 lanes of acc
  *   Q4_1: off = sum_g m_g * s_g over 8 lanes (g % 8, fma), pairwise, with s_g the float32 sum of the block's
- *         activations (the exact offset term; llama.cpp uses the quantised sum);  y = main + off
+ *         activations (in 8 lanes of 4, then pairwise: the exact offset term up to float rounding; llama.cpp uses
+ *         the quantised sum);  y = main + off
  * Every implementation does these float operations in this order, so all give the same bits (tested: the VNNI,
  * AVX2 and C builds against each other). A row's result depends only on that row (per-row quantisation, one
  * kernel for any number of rows), so batched == single still holds.
@@ -452,6 +453,14 @@ static void qin_init(qin_t *o, float *buf, int64_t M, int64_t K) {
     o->s = o->d + ALIGNED(M * G4(G) * 2);
 }
 
+AI float hsum8(const float a[8]) { /* pairwise, the same order as the vector version */
+    float s[8];
+    for (int i = 0; i < 8; i++) s[i] = a[i];
+    for (int w = 4; w > 0; w /= 2)
+        for (int i = 0; i < w; i++) s[i] += s[i + w];
+    return s[0];
+}
+
 /* byte offset of weight/activation j (0..31) of block g in a row of the register layout */
 AI int64_t i8_pos(int64_t g, int j) { return (g >> 2) * 128 + (j >> 3) * 32 + I8_P[g & 3] * 8 + (j & 7); }
 
@@ -466,21 +475,31 @@ static void quantize_rows(int type, const float *x, int64_t M, int64_t K, qin_t 
             float d = 0.f, sum = 0.f;
             uint8_t qb[QK];
             if (g < G) {
+                /* eight lanes (i, i+8, i+16, i+24), then pairwise: written so compilers vectorise it without
+                 * reassociating anything, the same bits in every build */
                 const float *xb = x + m * K + g * QK;
+                float t[8], a[8];
+                for (int i = 0; i < 8; i++) {
+                    t[i] = ((xb[i] + xb[i + 8]) + xb[i + 16]) + xb[i + 24];
+                    const float a0 = fabsf(xb[i]), a1 = fabsf(xb[i + 8]), a2 = fabsf(xb[i + 16]), a3 = fabsf(xb[i + 24]);
+                    const float m01 = a0 > a1 ? a0 : a1, m23 = a2 > a3 ? a2 : a3;
+                    a[i] = m01 > m23 ? m01 : m23;
+                }
                 float amax = 0.f;
-                for (int j = 0; j < QK; j++) { const float a = fabsf(xb[j]); amax = a > amax ? a : amax; }
-                for (int j = 0; j < QK; j++) sum += xb[j]; /* the same sequential sum as block_sums() */
+                for (int i = 0; i < 8; i++) amax = a[i] > amax ? a[i] : amax;
+                sum = hsum8(t);
                 d = amax / 127.f;
                 const float id = d > 0.f ? 1.f / d : 0.f;
                 for (int j = 0; j < QK; j++) {
                     float v = fmaf(xb[j], id, I8_MAGIC) - I8_MAGIC;
-                    v = v > 127.f ? 127.f : v < -127.f ? -127.f : v;
-                    qb[j] = (uint8_t)(bias ? (int)v + 128 : (int)v);
+                    v = v > 127.f ? 127.f : v;
+                    v = v < -127.f ? -127.f : v;
+                    qb[j] = (uint8_t)((int)v + (bias ? 128 : 0));
                 }
             } else {
                 memset(qb, bias ? 128 : 0, QK); /* padding block: its weights are zero */
             }
-            for (int j = 0; j < QK; j++) qr[i8_pos(g, j)] = qb[j];
+            for (int k = 0; k < 4; k++) memcpy(qr + i8_pos(g, 8 * k), qb + 8 * k, 8);
             const int c = I8_P[g & 3];
             dl[(g >> 2) * 8 + 2 * c] = dl[(g >> 2) * 8 + 2 * c + 1] = d;
             if (g < gp) s[g] = sum;
@@ -499,14 +518,6 @@ AI void i8_weights(int type, const uint8_t *row, int64_t G, int64_t g, int8_t w[
     const uint8_t *qs = b + (type == T_Q4_1 ? 4 : 2);
     const int sub = type == T_Q4_0 ? 8 : 0;
     for (int j = 0; j < QK / 2; j++) { w[j] = (int8_t)((qs[j] & 15) - sub); w[j + 16] = (int8_t)((qs[j] >> 4) - sub); }
-}
-
-AI float hsum8(const float a[8]) { /* pairwise, the same order as the vector version */
-    float s[8];
-    for (int i = 0; i < 8; i++) s[i] = a[i];
-    for (int w = 4; w > 0; w /= 2)
-        for (int i = 0; i < w; i++) s[i] += s[i + w];
-    return s[0];
 }
 
 #if I8_IMPL
@@ -563,6 +574,7 @@ AI void i8_row(int type, const uint8_t *row, const qin_t *xi, const int M, float
     const int64_t G = xi->G, gp = xi->gp, bb = block_bytes(type), Gq = G4(G), kq = xi->kq;
     float mb[GPAD(I8_MAX_K / QK)] __attribute__((aligned(32))); /* offsets m_g, zero-padded */
     __m256 acc[MB8];
+#pragma GCC unroll 16
     for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
     const __m256i dup = _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0);
     for (int64_t g = 0; g < Gq; g += 4) {
@@ -608,6 +620,8 @@ AI void i8_row(int type, const uint8_t *row, const qin_t *xi, const int M, float
         __m256i wa[4];
         for (int k = 0; k < 4; k++) wa[k] = type == T_Q4_1 ? w[k] : _mm256_abs_epi8(w[k]);
 #endif
+        /* fully unrolled: each row's accumulator stays in a register (a loop kept them in memory) */
+#pragma GCC unroll 16
         for (int m = 0; m < M; m++) {
             const uint8_t *xq = xi->q + m * kq + g * QK;
             __m256i lanes = init;
