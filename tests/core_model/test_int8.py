@@ -217,8 +217,8 @@ def test_int8_on_smollm2_stays_close_to_fp32(smollm2):
     top1 = (a.argmax(-1) == b.argmax(-1)).double().mean().item()
     max_diff = (a - b).abs().max().item()
     assert abs(ppl_delta) < 0.02, ppl_delta
-    assert top1 >= 0.9, top1  # measured 0.940 (perplexity 33.01 -> 32.94)
-    assert 0 < max_diff < 4.0, max_diff  # measured 2.40 (largest |logit| ~40)
+    assert top1 >= 0.9, top1  # measured 0.926 (perplexity 33.01 -> 33.12)
+    assert 0 < max_diff < 4.0, max_diff  # measured 2.84 (largest |logit| ~40)
     # and the C decode step under int8 gives the same greedy tokens as the fp32 step on a short chat turn
     prompt = ("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n")
     assert q8.generate(prompt, max_new_tokens=8).text == smollm2.generate(prompt, max_new_tokens=8).text
