@@ -10,6 +10,7 @@
    arrival to answer with the engine (batch 8) vs one request at a time (batch 1), same arrival schedule.
 
     python bench/batch.py [--reps 3] [--docs 64] [--arrivals 16] [--threads N] [--quick]
+    python bench/batch.py --skip batch,arrivals --activations fp32,int8   # decode table, both activation formats
 """
 from __future__ import annotations
 
@@ -39,7 +40,22 @@ QUESTIONS = ["Tell me one fact about the moon.", "What is 12 plus 30?", "Name a 
              "Give me a word that rhymes with cat.", "What do bees make?"]
 
 
-def decode_throughput(model, sizes: list[int], new_tokens: int, reps: int) -> dict[int, float]:
+def decode_throughput(models: dict, sizes: list[int], new_tokens: int, reps: int) -> dict[tuple[str, int], float]:
+    """{(setting, batch): tok/s} for every model of {setting: model}, the settings interleaved in every rep."""
+    samples: dict[tuple[str, int], list[float]] = {(a, b): [] for a in models for b in sizes}
+    runs = {a: _decode_runner(m) for a, m in models.items()}
+    for run in runs.values():
+        for b in sizes:  # warm-up: kernels, cache widths
+            run(b, 2)
+    for _ in range(reps):
+        for a, run in runs.items():
+            for b in sizes:
+                dt = run(b, new_tokens) - run(b, 1)
+                samples[a, b].append(b * (new_tokens - 1) / dt)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def _decode_runner(model):
     ids = model._prompt_ids([PROMPT])[0]
 
     def run(b: int, n: int) -> float:
@@ -51,14 +67,7 @@ def decode_throughput(model, sizes: list[int], new_tokens: int, reps: int) -> di
             assert h.result().completion_tokens == n
         return time.perf_counter() - t0
 
-    for b in sizes:  # warm-up: kernels, cache widths
-        run(b, 2)
-    samples: dict[int, list[float]] = {b: [] for b in sizes}
-    for _ in range(reps):
-        for b in sizes:
-            dt = run(b, new_tokens) - run(b, 1)
-            samples[b].append(b * (new_tokens - 1) / dt)
-    return {b: statistics.median(v) for b, v in samples.items()}
+    return run
 
 
 def render_documents(out: Path, n: int, seed: int = 0) -> Path:
@@ -188,7 +197,13 @@ def main() -> int:
                          "extraction answers with one scoring forward per row and no decode, see docs/grounding.md)")
     ap.add_argument("--quick", action="store_true", help="1 rep, 16 docs, 8 arrivals (a smoke run)")
     ap.add_argument("--skip", default="", help="comma-separated parts to skip: decode,batch,arrivals")
+    ap.add_argument("--activations", default="fp32",
+                    help="comma-separated activation formats of the packed products (fp32, int8: load_model("
+                         "activations=...)); part 1 interleaves them, parts 2 and 3 run once per format")
     args = ap.parse_args()
+    settings = [a.strip() for a in args.activations.split(",") if a.strip()]
+    if not settings or any(a not in ("fp32", "int8") for a in settings):
+        ap.error(f"--activations: a comma-separated list of fp32/int8, got {args.activations!r}")
     if args.quick:
         args.reps, args.docs, args.arrivals = 1, 16, 8
     if args.threads:
@@ -201,17 +216,27 @@ def main() -> int:
     skip = set(filter(None, args.skip.split(",")))
     print(f"# bench/batch.py — {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d')}")
-    model = load_model("smollm2-135m", device="cpu", dtype="float32")
-    print(f"model: {model.describe()['base']} ({model.describe()['weights']})")
+    models = {a: load_model("smollm2-135m", device="cpu", dtype="float32", activations=a) for a in settings}
+    for a, model in models.items():
+        print(f"model: {model.describe()['base']} ({model.describe()['weights']}), {a} activations")
 
     if "decode" not in skip:
         sizes = [1, 2, 4, 8, 16]
-        tput = decode_throughput(model, sizes, args.new_tokens, args.reps)
+        tput = decode_throughput(models, sizes, args.new_tokens, args.reps)
         print("\n## 1. decode tokens/s (summed over the batch), engine, median of", args.reps)
-        print("| batch | tok/s | vs batch 1 |\n|---:|---:|---:|")
+        print("| batch | " + " | ".join(f"{a} tok/s | {a} vs batch 1" for a in settings) + " |")
+        print("|---:|" + "---:|---:|" * len(settings))
         for b in sizes:
-            print(f"| {b} | {tput[b]:.0f} | {tput[b] / tput[1]:.2f}x |")
+            print(f"| {b} | " + " | ".join(f"{tput[a, b]:.0f} | {tput[a, b] / tput[a, 1]:.2f}x" for a in settings)
+                  + " |")
+    for act, model in models.items():
+        if len(models) > 1 and not {"batch", "arrivals"} <= skip:
+            print(f"\n### {act} activations")
+        _rows_and_arrivals(args, model, skip, big, workers)
+    return 0
 
+
+def _rows_and_arrivals(args, model, skip: set, big: int, workers: int) -> None:
     if "batch" not in skip:
         with tempfile.TemporaryDirectory() as tmp:
             inp = render_documents(Path(tmp), args.docs)
@@ -237,7 +262,6 @@ def main() -> int:
             p50 = statistics.median(r[1] for r in rows if r[0] == b)
             p95 = statistics.median(r[2] for r in rows if r[0] == b)
             print(f"| {b}{' (serial)' if b == 1 else ''} | {p50:.2f} | {p95:.2f} |")
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python bench/serve.py                        # SmolLM2-135M (the offline default), 64 new tokens per answer
     python bench/serve.py --reps 3 --clients 8 --requests 32 --max-tokens 64
+    python bench/serve.py --activations fp32,int8  # one server per setting (`lav2 serve --activations`), side by side
 
 Starts the real server (`python -m orchestrator.cli serve`) on a free loopback port, waits until it is ready, then
 runs the sequential and the concurrent pass alternately (`--reps` times each, medians reported). Every request is
@@ -41,6 +42,8 @@ def free_port() -> int:
 def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "orchestrator.cli", "serve", "--model", args.model, "--port", str(port),
            "--experts", "none", "--log-level", "warning", "--max-pending", str(args.max_pending)]
+    if args.current_activations != "fp32":
+        cmd += ["--activations", args.current_activations]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -126,8 +129,27 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=2, help="sequential/concurrent passes, alternating")
     parser.add_argument("--max-pending", type=int, default=64, help="the server's --max-pending")
     parser.add_argument("--timeout", type=float, default=600.0, help="client timeout per request, seconds")
+    parser.add_argument("--activations", default="fp32",
+                        help="comma-separated `lav2 serve --activations` settings (fp32, int8), one server each")
     args = parser.parse_args()
+    settings = [a.strip() for a in args.activations.split(",") if a.strip()]
+    if not settings or any(a not in ("fp32", "int8") for a in settings):
+        parser.error(f"--activations: a comma-separated list of fp32/int8, got {args.activations!r}")
+    summary, code = [], 0
+    for act in settings:
+        args.current_activations = act
+        ratio, rc = one_setting(args)
+        summary.append((act, ratio))
+        code = code or rc
+    if len(summary) > 1:
+        print("\n| activations | concurrent / sequential throughput |")
+        print("|---|---:|")
+        for act, ratio in summary:
+            print(f"| {act} | {ratio:.2f}x |")
+    return code
 
+
+def one_setting(args: argparse.Namespace) -> tuple[float, int]:
     port = free_port()
     proc = start_server(args, port)
     url = f"http://127.0.0.1:{port}"
@@ -166,7 +188,8 @@ def main() -> int:
     ratio = rows[1][3] / rows[0][3]
     batch = statistics.median(r["batch"] for r in runs["concurrent"])
     print(f"\n`python bench/serve.py --requests {args.requests} --clients {args.clients} --max-tokens "
-          f"{args.max_tokens} --reps {args.reps}` — {time.strftime('%Y-%m-%d')}, {platform.machine()}, "
+          f"{args.max_tokens} --reps {args.reps} --activations {args.activations}` — server with "
+          f"`--activations {args.current_activations}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, "
           f"{os.cpu_count()} cores, model {args.model}, greedy, load average "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end\n")
     print("| pass | clients | wall s | requests/s | tokens/s | p50 latency s | p95 latency s | answered | 429 |")
@@ -177,7 +200,7 @@ def main() -> int:
     print(f"\nthroughput concurrent / sequential: **{ratio:.2f}x** (medians of {args.reps} interleaved passes); "
           f"{lost} lost, {failed} failed; concurrent greedy answers identical to sequential: {same}"
           + f"; mean rows per engine decode step in the concurrent pass: {batch:.2f}")
-    return 0 if lost == 0 and failed == 0 and same else 1
+    return ratio, 0 if lost == 0 and failed == 0 and same else 1
 
 
 if __name__ == "__main__":

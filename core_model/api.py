@@ -21,7 +21,7 @@ from .generation import Completion
 from .groups import adapter_kinds, iter_adapter_params
 from .loading import DEFAULT_BASE, BaseSource, resolve_base
 from .model import Transformer
-from .quant import PackedWeight, attach_packed, kernels, packed_summary
+from .quant import PackedWeight, attach_packed, check_activations, kernels, packed_summary, set_activations
 from .tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -493,7 +493,8 @@ def _use_packed(weights: str, src: BaseSource, dev: torch.device, dtype: str | t
 def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLike | AdapterConfig | None = None,
                vision: Any = None, device: str | torch.device = "auto", dtype: str | torch.dtype = "auto", *,
                tokenizer: str | os.PathLike | Tokenizer | None = None, prompt_style: str | None = None,
-               max_seq_len: int | None = None, use_cache: bool = True, weights: str = "auto") -> AdapterV2Model:
+               max_seq_len: int | None = None, use_cache: bool = True, weights: str = "auto",
+               activations: str | None = None) -> AdapterV2Model:
     """Load a base model, optionally with an adapter and a vision encoder.
 
     base:    ``"smollm2-135m"`` (offline default), a Hugging Face directory, a Meta directory
@@ -505,11 +506,21 @@ def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLik
              Q4_K, Q6_K) and runs the block kernels (same weight values, about 5x less memory traffic per token;
              needs a C compiler once); anything else loads dense. ``"dense"``: always dequantise (training, accelerators, other dtypes).
              ``"packed"``: insist on the blocks and raise if that is impossible.
+    activations: ``"fp32"`` (default; ``None`` reads ``LAV2_ACTIVATIONS``, else fp32): the packed products use
+             float32 activations and the GGUF's exact weight values. ``"int8"`` (opt-in, packed weights only):
+             Q4_0/Q4_1/Q8_0 products quantise activations per 32-block to int8 and use integer dot products (VNNI)
+             — faster at batch > 1, within the accuracy stated in docs/batching.md; other block types keep fp32
+             (logged). :class:`ConfigError` for an unknown value or int8 without packed weights.
     """
     t0 = time.perf_counter()
     dev = resolve_device(device)
     src: BaseSource = resolve_base(base, tokenizer, use_cache)
     packed = _use_packed(weights, src, dev, dtype)
+    activations = check_activations(activations)
+    if activations == "int8" and not packed:
+        raise ConfigError(f"activations='int8' needs packed GGUF weights on the CPU in float32; {base} loads dense "
+                          f"here (weights={weights!r}, device {dev}, dtype {dtype}): use a .gguf base with "
+                          "weights='packed' or 'auto', or activations='fp32'")
     dt = torch.float32 if packed else resolve_dtype(dtype, dev)
     cfg = src.config
     if max_seq_len is not None:
@@ -526,6 +537,8 @@ def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLik
         check_base_compatible(ckpt, cfg)
         acfg = ckpt.adapter
     llm = build_model(cfg, acfg, src.load_packed() if packed else src.load_tensors(), dev, dt)
+    if packed:
+        set_activations(llm, activations)
     visual_prefix = None
     tower = None
     vision_prefix_cfg = ckpt.vision_prefix if ckpt else None
@@ -538,7 +551,7 @@ def load_model(base: str | os.PathLike = DEFAULT_BASE, adapter: str | os.PathLik
     info = {"base": str(base), "base_kind": src.kind, "base_path": str(src.path), "config": cfg.name,
             "adapter": None if adapter is None else (str(adapter) if not isinstance(adapter, AdapterConfig)
                                                      else "custom"),
-            "weights": _weights_info(llm), "load_seconds": round(time.perf_counter() - t0, 3)}
+            "weights": _weights_info(llm), "activations": activations, "load_seconds": round(time.perf_counter() - t0, 3)}
     style = prompt_style or (ckpt.prompt_style if ckpt else None) or src.prompt_style
     model = AdapterV2Model(llm, src.tokenizer, prompt_style=style, vision=tower, visual_prefix=visual_prefix,
                            info=info)

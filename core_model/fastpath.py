@@ -12,7 +12,8 @@ of norms, softmax and attention differs from the torch path, which stays the ref
 Covered: packed weights in every layer matrix (any of :data:`~core_model.quant.BLOCK_TYPES`), float32 on the
 CPU, Adapter-V2 bias / scale / input-scale linears, trainable norms, gated adaption prompts and early visual
 prompts (their keys/values as computed at prefill, one set per batch row or shared), a batch of rows each with its
-own position and key range. Not covered (:func:`decode_step` returns None and the caller uses the torch path):
+own position and key range; a packed matrix set to int8 activations (:meth:`PackedWeight.set_activations`) uses
+the same int8 kernels as its :meth:`~PackedWeight.linear`. Not covered (:func:`decode_step` returns None and the caller uses the torch path):
 LoRA, dense layer matrices, other dtypes/devices, subclassed modules.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ _MODES = {"none": 0, "bias": 1, "bias_scale": 2, "input_scale": 3}
 
 class _Lin(ctypes.Structure):
     _fields_ = [("w", _ptr), ("type", _i32), ("mode", _i32), ("n", _i64), ("k", _i64), ("bias", _ptr),
-                ("scale", _ptr)]
+                ("scale", _ptr), ("act", _i64)]
 
 
 class _Prompt(ctypes.Structure):
@@ -102,7 +103,8 @@ def _lin(module, keep: list, what: str) -> _Lin:
     else:
         (n, k), data, type_id = w.shape, w.blocks, BLOCK_TYPES[w.kind][0]
     keep.append(data)
-    lin = _Lin(data.data_ptr(), type_id, _MODES[mode], n, k, None, None)
+    lin = _Lin(data.data_ptr(), type_id, _MODES[mode], n, k, None, None,
+               int(w is not None and w.activations == "int8"))  # the weight's opt-in int8 activations
     if mode != "none":
         lin.bias = _f32_vec(module.bias, n, keep, f"{what}.bias")
     if mode == "bias_scale":

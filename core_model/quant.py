@@ -6,6 +6,11 @@ decode is bound by memory bandwidth. In the GGUF's own Q4_1/Q8_0 blocks the same
 ``x @ W^T`` in float32 with exactly the GGUF's weight values (``d*q + m`` per 32 weights) — the activations are
 not quantised, only the summation order differs from a BLAS product of the dequantised matrix.
 
+**Opt-in int8 activations** (``load_model(..., activations="int8")`` or ``LAV2_ACTIVATIONS=int8``): for Q4_0,
+Q4_1 and Q8_0 matrices the kernels quantise each activation row per block of 32 to int8 with a float32 scale and
+form integer dot products (AVX-512 VNNI where the CPU has it, else AVX2 or plain C, all giving the same numbers),
+as llama.cpp does. Faster at batch > 1; not exact (docs/batching.md states the accuracy). The default stays fp32.
+
 The C file is compiled once per machine with the system's C compiler (``CC``, else ``cc``/``gcc``/``clang``) into
 ``<cache_dir>/kernels`` and loaded with ctypes. Without a compiler :func:`kernels` raises
 :class:`KernelUnavailableError`; ``load_model(weights="auto")`` then falls back to dense float32 weights.
@@ -37,7 +42,11 @@ BLOCK_TYPES: dict[str, tuple[int, int, int]] = {
     "Q4_K": (12, 256, 144), "Q6_K": (14, 256, 210),  # K-quants: Q4_K_M / Q4_K_S files are mostly these two
 }
 SOURCE = Path(__file__).with_name("kernels") / "gguf_blocks.c"
-_ABI = 2
+_ABI = 3
+#: activation formats of the packed products: fp32 (default, exact weight values) or int8 (opt-in, see above)
+ACTIVATIONS = ("fp32", "int8")
+#: block types with an int8-activation kernel; other packed types keep fp32 activations under activations="int8"
+INT8_TYPES = ("Q4_0", "Q4_1", "Q8_0")
 _COMPILE_TIMEOUT_S = 180
 
 
@@ -53,6 +62,11 @@ class Kernels:
     @property
     def parallel(self) -> bool:
         return "-fopenmp" in self.flags
+
+    @property
+    def int8_impl(self) -> str:
+        """How this build forms int8 dot products: ``"vnni"``, ``"avx2"`` or ``"c"`` (the same results)."""
+        return {2: "vnni", 1: "avx2"}.get(self.lib.lav2_int8_impl(), "c")
 
 
 _kernels: Kernels | None = None
@@ -131,11 +145,12 @@ def _load(path: Path, flags: tuple[str, ...]) -> Kernels:
     if lib.lav2_abi_version() != _ABI:
         raise KernelUnavailableError(f"{path}: ABI {lib.lav2_abi_version()} != {_ABI}; delete it to rebuild")
     i64, ptr, i32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-    lib.lav2_mm.argtypes = [i32, ptr, i64, i64, ptr, i64, ptr, i32]
+    lib.lav2_mm.argtypes = [i32, ptr, i64, i64, ptr, i64, ptr, i32, i32]
     lib.lav2_dequant.argtypes = [i32, ptr, i64, i64, ptr, i32]
     lib.lav2_rows.argtypes = [i32, ptr, i64, i64, ptr, i64, ptr]
     lib.lav2_decode.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, i32]  # see core_model/fastpath.py
-    for fn in (lib.lav2_mm, lib.lav2_dequant, lib.lav2_rows, lib.lav2_decode):
+    lib.lav2_int8_impl.argtypes = []
+    for fn in (lib.lav2_mm, lib.lav2_dequant, lib.lav2_rows, lib.lav2_decode, lib.lav2_int8_impl):
         fn.restype = ctypes.c_int
     return Kernels(lib, path, flags)
 
@@ -191,14 +206,29 @@ def _check(rc: int, what: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- packed weights
+_INT8_MAX_K = 8192  # I8_MAX_K in the C file
+
+
+def check_activations(activations: str | None) -> str:
+    """``activations`` validated; None means ``LAV2_ACTIVATIONS`` from the environment, else ``"fp32"``."""
+    from .errors import ConfigError
+
+    source = "activations"
+    if activations is None:
+        activations, source = os.environ.get("LAV2_ACTIVATIONS", "") or "fp32", "LAV2_ACTIVATIONS"
+    if activations not in ACTIVATIONS:
+        raise ConfigError(f"{source} must be one of {ACTIVATIONS}, got {activations!r}")
+    return activations
+
+
 class PackedWeight:
     """One frozen (out_features, in_features) weight matrix in its GGUF blocks (a type of :data:`BLOCK_TYPES`).
 
     ``blocks``: uint8 (out_features, in_features // weights_per_block * bytes_per_block), the GGUF tensor data as
-    stored.
+    stored. ``activations``: ``"fp32"`` (default) or ``"int8"`` (set with :meth:`set_activations`).
     """
 
-    __slots__ = ("kind", "blocks", "shape", "_type")
+    __slots__ = ("kind", "blocks", "shape", "_type", "activations")
 
     def __init__(self, kind: str, blocks: torch.Tensor, shape: tuple[int, int]):
         if kind not in BLOCK_TYPES:
@@ -214,9 +244,25 @@ class PackedWeight:
             raise WeightsFormatError("packed GGUF weights live on the CPU; load with weights='dense' for "
                                      f"{blocks.device.type}")
         self.kind, self.blocks, self.shape, self._type = kind, blocks.contiguous(), (n, k), type_id
+        self.activations = "fp32"
 
     def __repr__(self) -> str:
-        return f"PackedWeight({self.kind}, {self.shape[0]}x{self.shape[1]}, {self.nbytes / 2**20:.1f} MiB)"
+        act = "" if self.activations == "fp32" else f", {self.activations} activations"
+        return f"PackedWeight({self.kind}, {self.shape[0]}x{self.shape[1]}, {self.nbytes / 2**20:.1f} MiB{act})"
+
+    @property
+    def int8_supported(self) -> bool:
+        return self.kind in INT8_TYPES and self.shape[1] <= _INT8_MAX_K
+
+    def set_activations(self, activations: str) -> bool:
+        """Use ``"fp32"`` or ``"int8"`` activations in this matrix's products. Returns False (and keeps fp32) when
+        its block type has no int8 kernel (see :data:`INT8_TYPES`)."""
+        activations = check_activations(activations)
+        if activations == "int8" and not self.int8_supported:
+            self.activations = "fp32"
+            return False
+        self.activations = activations
+        return True
 
     @property
     def nbytes(self) -> int:
@@ -251,7 +297,7 @@ class PackedWeight:
         m = x2.shape[0]
         y = torch.empty(m, n, dtype=torch.float32)
         _check(kernels().lib.lav2_mm(self._type, self.blocks.data_ptr(), n, k, x2.data_ptr(), m, y.data_ptr(),
-                                     torch.get_num_threads()), "matrix product")
+                                     torch.get_num_threads(), int(self.activations == "int8")), "matrix product")
         return y
 
     def linear(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -309,6 +355,37 @@ def attach_packed(module: torch.nn.Module, weight: PackedWeight) -> None:
         raise WeightsFormatError(f"packed weight {weight.shape} does not fit {type(module).__name__} {expected}")
     module.weight = None  # type: ignore[assignment]  # a registered parameter slot set to None
     module.packed_weight = weight  # type: ignore[assignment]
+
+
+def set_activations(model: torch.nn.Module, activations: str) -> dict[str, int]:
+    """Use ``activations`` (``"fp32"`` or ``"int8"``) in every packed matrix of ``model``. Returns {block type:
+    matrices that keep fp32 activations because their type has no int8 kernel} (empty when all switched).
+    Raises :class:`~core_model.errors.ConfigError` for int8 on a model without packed Q4_0/Q4_1/Q8_0 matrices."""
+    from .errors import ConfigError
+
+    activations = check_activations(activations)
+    kept: dict[str, int] = {}
+    switched = 0
+    for module in model.modules():
+        w = packed_weight(module)
+        if w is None:
+            continue
+        if w.set_activations(activations):
+            switched += 1
+        else:
+            kept[w.kind] = kept.get(w.kind, 0) + 1
+    if activations == "int8":
+        if not switched:
+            raise ConfigError("activations='int8' needs packed GGUF matrices of type " + "/".join(INT8_TYPES)
+                              + (f"; this model has {sorted(kept)}" if kept else
+                                 "; this model has none (load a .gguf on the CPU with weights='packed' or 'auto')"))
+        if kept:
+            log.info("int8 activations in %d packed matrices (%s dot products); %s keep fp32 activations (no int8 "
+                     "kernel for that type)", switched, kernels().int8_impl,
+                     ", ".join(f"{n} {k}" for k, n in sorted(kept.items())))
+        else:
+            log.info("int8 activations in all %d packed matrices (%s dot products)", switched, kernels().int8_impl)
+    return kept
 
 
 def packed_summary(model: torch.nn.Module) -> dict[str, int] | None:

@@ -82,6 +82,10 @@ def _random_model(spec: str, adapter: Any, device: Any, dtype: Any, kwargs: dict
 
     if kwargs.pop("weights", "auto") == "packed":
         raise WeightsFormatError(f"{spec} is built with dense weights; weights='packed' needs a .gguf base")
+    if kwargs.pop("activations", None) not in (None, "fp32"):
+        from core_model.errors import ConfigError
+
+        raise ConfigError(f"{spec} is built with dense weights; activations='int8' needs a packed .gguf base")
     preset, _, seed = spec[len(RANDOM_PREFIX):].partition(":")
     cfg = dataclasses.replace(model_preset(preset or "tiny"), max_seq_len=RANDOM_MAX_SEQ_LEN)
     torch_dtype = torch.float32 if str(dtype) == "auto" else getattr(torch, str(dtype), torch.float32)

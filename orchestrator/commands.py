@@ -139,6 +139,11 @@ def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None
                    help="base weights in memory: auto (default) keeps a GGUF's quantised blocks (Q4_0/Q4_1/Q8_0/"
                         "Q4_K/Q6_K) on the CPU (same values, several times faster decode; builds a small C kernel "
                         "once), dense dequantises to --dtype, packed insists on the blocks")
+    g.add_argument("--activations", default=None, choices=["fp32", "int8"],
+                   help="activations of the packed products: fp32 (default; LAV2_ACTIVATIONS sets another default) "
+                        "uses the GGUF's exact weight values; int8 (opt-in, packed Q4_0/Q4_1/Q8_0 only) quantises "
+                        "activations per 32 values and uses integer dot products (AVX-512 VNNI) — faster batches "
+                        "(lav2 serve, lav2 batch), slightly different answers (accuracy: docs/batching.md)")
     g.add_argument("--experts", default="auto", help=_EXPERTS_HELP)
     g.add_argument("--expert-timeout", type=float, default=30.0, help="seconds per expert (default 30)")
     g.add_argument("--answer-mode", default="auto", choices=["auto", "extract", "generate"],
@@ -155,6 +160,16 @@ def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None
     g.add_argument("--system", default=None, help="system prompt (default: the prompt style's)")
 
 
+def model_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The load_model arguments of --weights / --activations that differ from the defaults (None: none)."""
+    kwargs: dict[str, Any] = {}
+    if args.weights != "auto":
+        kwargs["weights"] = args.weights
+    if getattr(args, "activations", None):
+        kwargs["activations"] = args.activations
+    return kwargs or None
+
+
 def build_pipeline(args: argparse.Namespace, **extra: Any) -> Any:
     from .experts import default_pipeline_experts
     from .pipeline import VisualQAPipeline
@@ -169,7 +184,7 @@ def build_pipeline(args: argparse.Namespace, **extra: Any) -> Any:
                             expert_timeout=args.expert_timeout, max_new_tokens=args.max_new_tokens,
                             temperature=args.temperature, system=args.system,
                             answer_mode=getattr(args, "answer_mode", "auto"),
-                            model_kwargs=None if args.weights == "auto" else {"weights": args.weights}, **extra)
+                            model_kwargs=model_kwargs(args), **extra)
 
 
 # ------------------------------------------------------------------------------------------------ ask
@@ -350,7 +365,7 @@ def _ray_bulk(args: argparse.Namespace, workers: int) -> Any:
     pipeline = {"model": args.model, "adapter": args.adapter, "vision": args.vision, "device": args.device,
                 "dtype": args.dtype, "router": args.experts, "expert_timeout": args.expert_timeout,
                 "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "system": args.system,
-                "answer_mode": args.answer_mode, "model_kwargs": None if args.weights == "auto" else {"weights": args.weights}}
+                "answer_mode": args.answer_mode, "model_kwargs": model_kwargs(args)}
 
     def bulk(todo: list) -> Any:
         return ray_answers(todo, address=None if args.ray == "local" else args.ray, num_actors=args.ray_actors,

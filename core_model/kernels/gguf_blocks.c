@@ -28,7 +28,7 @@
 #include <omp.h>
 #endif
 
-#define LAV2_ABI 2
+#define LAV2_ABI 3
 #define QK 32
 #define MB 4              /* activation rows per pass over a weight row in the few-rows kernel (8 measured slower) */
 #define GEMM_FROM_ROWS 16 /* from this many activation rows on, unpack weight rows once and reuse them */
@@ -48,6 +48,7 @@ enum { T_F32 = 0, T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q6_K = 14 }
 #endif
 #define NR 4          /* weight rows per micro-kernel tile */
 #define NV (QK / VL)  /* vectors per block */
+#define ALIGNED(n) (((int64_t)(n) + 15) & ~(int64_t)15) /* floats, rounded up to whole 64-byte lines */
 
 typedef float vf __attribute__((vector_size(VL * 4)));
 typedef int32_t vi __attribute__((vector_size(VL * 4)));
@@ -383,12 +384,372 @@ static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64
     }
 }
 
+/* ---- int8 activations (opt-in: LAV2_ACTIVATIONS=int8 / load_model(activations="int8")) for Q4_0, Q4_1, Q8_0.
+ * The fp32 kernels above stay the default and are not touched by this path.
+ *
+ * Each activation row is quantised per block of 32 (the weight blocks' width): d = max|x| / 127, q = x * (1/d)
+ * rounded to nearest-even (one fused multiply-add), clamped to [-127, 127] (as llama.cpp's Q8_0/Q8_1). The dot
+ * products are exact integers, formed with AVX-512 VNNI (vpdpbusd) where the compiler targets it, else AVX2
+ * (vpmaddubsw + vpmaddwd: exact, no pair of products leaves int16), else plain C. Blocks go in groups of four
+ * (the last one zero-padded): one 8-lane int32 register collects all 128 products of a group, lanes 2c and 2c+1
+ * holding block P[c] of the group (P = 0, 2, 1, 3; lane l sums bytes 4(l&1)..4(l&1)+3 of each 8-byte chunk
+ * k = 0..3 of the block), so the float work is one conversion, one multiply and one FMA per row per four blocks:
+ *   S[l] = d_w(block of l) * d_x(block of l);  acc[l] = fma((float)lanes[l], S[l], acc[l])   (groups in order)
+ *   main = pairwise sum of the 8 lanes of acc
+ *   Q4_1: off = sum_g m_g * s_g over 8 lanes (g % 8, fma), pairwise, with s_g the float32 sum of the block's
+ *         activations (in 8 lanes of 4, then pairwise: the exact offset term up to float rounding; llama.cpp uses
+ *         the quantised sum);  y = main + off
+ * Every implementation does these float operations in this order, so all give the same bits (tested: the VNNI,
+ * AVX2 and C builds against each other). A row's result depends only on that row (per-row quantisation, one
+ * kernel for any number of rows), so batched == single still holds.
+ * The activations are stored in the register layout (chunk c of register k of a group = bytes 8k..8k+7 of block
+ * P[c]). Q4_0 and Q8_0 weights are signed: with VNNI the activations are stored biased (q + 128, unsigned) and
+ * the group's 128 * sum(w) per lane is subtracted in the accumulator's initial value; with AVX2 the sign trick
+ * |w| * (q * sign(w)) keeps the products in range; the lanes are the same exact integers either way. */
+#define I8_TYPE(t) ((t) == T_Q4_0 || (t) == T_Q4_1 || (t) == T_Q8_0)
+#define GPAD(G) (((G) + 7) & ~(int64_t)7)
+#define G4(G) (((G) + 3) & ~(int64_t)3)
+#define I8_MAX_K 8192 /* rows up to this wide (the stack table of offsets in i8_row) */
+#define I8_OK(type, K) (I8_TYPE(type) && (K) <= I8_MAX_K)
+#define I8_MAGIC 12582912.f /* 1.5 * 2^23: fma(x, s, M) - M rounds x * s (|x * s| < 2^22) to an integer, ties to even */
+#if defined(__AVX2__) && defined(__FMA__) && !defined(LAV2_SCALAR_INT8)
+#include <immintrin.h>
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__) && !defined(LAV2_NO_VNNI)
+#define I8_IMPL 2
+#define I8_BIAS 1 /* signed weights: activations stored as q + 128 */
+#elif defined(__AVXVNNI__) && !defined(LAV2_NO_VNNI)
+#define I8_IMPL 2
+#define I8_BIAS 1
+#else
+#define I8_IMPL 1
+#define I8_BIAS 0
+#endif
+#else
+#define I8_IMPL 0
+#define I8_BIAS 0
+#endif
+#if defined(__AVX512F__) && I8_IMPL
+#define MB8 16 /* activation rows per pass over a weight row: 16 accumulators + the group's registers of 32 */
+#else
+#define MB8 4
+#endif
+static const int I8_P[4] = {0, 2, 1, 3}; /* the block of chunk c in a group (its own inverse) */
+
+/* one activation matrix quantised for a product: q (M x G4(G)*32 bytes, the register layout above); d (M x
+ * G4(G)/4 x 8 floats: the scales of each group's lanes, 0 for padding blocks); s (M x GPAD(G) block sums,
+ * zero-padded) */
+typedef struct { uint8_t *q; float *d, *s; int64_t G, gp, kq; } qin_t;
+
+static int64_t qin_floats(int64_t M, int64_t K) { /* scratch a qin_t of M x K needs, in floats */
+    const int64_t G = K / QK;
+    return ALIGNED(M * G4(G) * QK / 4) + ALIGNED(M * G4(G) * 2) + ALIGNED(M * GPAD(G));
+}
+
+static void qin_init(qin_t *o, float *buf, int64_t M, int64_t K) {
+    const int64_t G = K / QK;
+    o->G = G; o->gp = GPAD(G); o->kq = G4(G) * QK;
+    o->q = (uint8_t *)buf;
+    o->d = buf + ALIGNED(M * G4(G) * QK / 4);
+    o->s = o->d + ALIGNED(M * G4(G) * 2);
+}
+
+AI float hsum8(const float a[8]) { /* pairwise, the same order as the vector version */
+    float s[8];
+    for (int i = 0; i < 8; i++) s[i] = a[i];
+    for (int w = 4; w > 0; w /= 2)
+        for (int i = 0; i < w; i++) s[i] += s[i + w];
+    return s[0];
+}
+
+/* byte offset of weight/activation j (0..31) of block g in a row of the register layout */
+AI int64_t i8_pos(int64_t g, int j) { return (g >> 2) * 128 + (j >> 3) * 32 + I8_P[g & 3] * 8 + (j & 7); }
+
+/* x (M x K) -> o for a product with weights of `type` */
+static void quantize_rows(int type, const float *x, int64_t M, int64_t K, qin_t *o) {
+    const int64_t G = K / QK, gp = GPAD(G), Gq = G4(G);
+    const int bias = I8_BIAS && type != T_Q4_1;
+    for (int64_t m = 0; m < M; m++) {
+        float *s = o->s + m * gp, *dl = o->d + m * Gq * 2;
+        uint8_t *qr = o->q + m * o->kq;
+        for (int64_t g = 0; g < Gq; g++) {
+            float d = 0.f, sum = 0.f;
+            uint8_t qb[QK];
+            if (g < G) {
+                /* eight lanes (i, i+8, i+16, i+24), then pairwise: written so compilers vectorise it without
+                 * reassociating anything, the same bits in every build */
+                const float *xb = x + m * K + g * QK;
+                float t[8], a[8];
+                for (int i = 0; i < 8; i++) {
+                    t[i] = ((xb[i] + xb[i + 8]) + xb[i + 16]) + xb[i + 24];
+                    const float a0 = fabsf(xb[i]), a1 = fabsf(xb[i + 8]), a2 = fabsf(xb[i + 16]), a3 = fabsf(xb[i + 24]);
+                    const float m01 = a0 > a1 ? a0 : a1, m23 = a2 > a3 ? a2 : a3;
+                    a[i] = m01 > m23 ? m01 : m23;
+                }
+                float amax = 0.f;
+                for (int i = 0; i < 8; i++) amax = a[i] > amax ? a[i] : amax;
+                sum = hsum8(t);
+                d = amax / 127.f;
+                const float id = d > 0.f ? 1.f / d : 0.f;
+                for (int j = 0; j < QK; j++) {
+                    float v = fmaf(xb[j], id, I8_MAGIC) - I8_MAGIC;
+                    v = v > 127.f ? 127.f : v;
+                    v = v < -127.f ? -127.f : v;
+                    qb[j] = (uint8_t)((int)v + (bias ? 128 : 0));
+                }
+            } else {
+                memset(qb, bias ? 128 : 0, QK); /* padding block: its weights are zero */
+            }
+            for (int k = 0; k < 4; k++) memcpy(qr + i8_pos(g, 8 * k), qb + 8 * k, 8);
+            const int c = I8_P[g & 3];
+            dl[(g >> 2) * 8 + 2 * c] = dl[(g >> 2) * 8 + 2 * c + 1] = d;
+            if (g < gp) s[g] = sum;
+        }
+        for (int64_t g = Gq; g < gp; g++) s[g] = 0.f;
+    }
+}
+
+/* weight block g as 32 integers (natural order) plus its scale (and Q4_1's offset); zeros past the row */
+AI void i8_weights(int type, const uint8_t *row, int64_t G, int64_t g, int8_t w[QK], float *d, float *m) {
+    if (g >= G) { memset(w, 0, QK); *d = 0.f; *m = 0.f; return; }
+    const uint8_t *b = row + g * block_bytes(type);
+    *d = h2f(b);
+    *m = type == T_Q4_1 ? h2f(b + 2) : 0.f;
+    if (type == T_Q8_0) { memcpy(w, b + 2, QK); return; }
+    const uint8_t *qs = b + (type == T_Q4_1 ? 4 : 2);
+    const int sub = type == T_Q4_0 ? 8 : 0;
+    for (int j = 0; j < QK / 2; j++) { w[j] = (int8_t)((qs[j] & 15) - sub); w[j + 16] = (int8_t)((qs[j] >> 4) - sub); }
+}
+
+#if I8_IMPL
+AI float hsum8v(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1)); /* s[i] += s[i + 4] */
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                          /* s[i] += s[i + 2] */
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));                                           /* s[0] += s[1] */
+    return _mm_cvtss_f32(s);
+}
+
+#if I8_IMPL == 2
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define DPBUSD(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
+#else
+#define DPBUSD(acc, u, s) _mm256_dpbusd_avx_epi32((acc), (u), (s))
+#endif
+#else /* exact while a pair of u8 x s8 products fits int16: at most 2 * 128 * 127 here */
+AI __m256i DPBUSD(__m256i acc, __m256i u, __m256i s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+}
+#endif
+
+/* weights 0..15 and 16..31 of blocks g and g + 1 as [g | g+1] registers (zeros for blocks past G) */
+AI void i8_pair(int type, const uint8_t *row, int64_t G, int64_t g, __m256i *lo, __m256i *hi) {
+    const int64_t bb = block_bytes(type);
+    const uint8_t *b0 = row + g * bb, *b1 = b0 + bb;
+    const int have0 = g < G, have1 = g + 1 < G;
+    if (type == T_Q8_0) {
+        const __m128i z = _mm_setzero_si128();
+        *lo = _mm256_set_m128i(have1 ? _mm_loadu_si128((const __m128i *)(b1 + 2)) : z,
+                               have0 ? _mm_loadu_si128((const __m128i *)(b0 + 2)) : z);
+        *hi = _mm256_set_m128i(have1 ? _mm_loadu_si128((const __m128i *)(b1 + 18)) : z,
+                               have0 ? _mm_loadu_si128((const __m128i *)(b0 + 18)) : z);
+        return;
+    }
+    const int off = type == T_Q4_1 ? 4 : 2;
+    const __m128i none = _mm_set1_epi8(type == T_Q4_0 ? (char)0x88 : 0);
+    const __m128i r0 = have0 ? _mm_loadu_si128((const __m128i *)(b0 + off)) : none;
+    const __m128i r1 = have1 ? _mm_loadu_si128((const __m128i *)(b1 + off)) : none;
+    const __m256i y = _mm256_set_m128i(r1, r0), mask = _mm256_set1_epi8(15);
+    *lo = _mm256_and_si256(y, mask);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(y, 4), mask);
+    if (type == T_Q4_0) { /* q - 8; a missing block's 0x88 gives 0 */
+        *lo = _mm256_sub_epi8(*lo, _mm256_set1_epi8(8));
+        *hi = _mm256_sub_epi8(*hi, _mm256_set1_epi8(8));
+    }
+}
+
+AI float i8_scale(int type, const uint8_t *row, int64_t G, int64_t g) {
+    return g < G ? h2f(row + g * block_bytes(type)) : 0.f;
+}
+
+AI void i8_row(int type, const uint8_t *row, const qin_t *xi, const int M, float *y, int64_t ldy) {
+    const int64_t G = xi->G, gp = xi->gp, bb = block_bytes(type), Gq = G4(G), kq = xi->kq;
+    float mb[GPAD(I8_MAX_K / QK)] __attribute__((aligned(32))); /* offsets m_g, zero-padded */
+    __m256 acc[MB8];
+#pragma GCC unroll 16
+    for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
+    const __m256i dup = _mm256_set_epi32(3, 3, 2, 2, 1, 1, 0, 0);
+    for (int64_t g = 0; g < Gq; g += 4) {
+        __builtin_prefetch(row + PREFETCH_BYTES + g * bb);
+        __builtin_prefetch(row + PREFETCH_BYTES + 64 + g * bb);
+        __m256i l01, h01, l23, h23;
+        i8_pair(type, row, G, g, &l01, &h01);
+        i8_pair(type, row, G, g + 2, &l23, &h23);
+        __m256i w[4] = {_mm256_unpacklo_epi64(l01, l23), _mm256_unpackhi_epi64(l01, l23),
+                        _mm256_unpacklo_epi64(h01, h23), _mm256_unpackhi_epi64(h01, h23)};
+        /* the lanes' weight scales: blocks 0, 2, 1, 3 of the group, each twice */
+        __m256 dw;
+#if defined(__AVX512VL__) && defined(__F16C__)
+        if (type == T_Q4_1 && g + 4 <= G) {
+            /* the four (d, m) headers at bytes 0, 20, 40, 60 of the group: one permute of two loads, one
+             * conversion (exact, as h2f) */
+            const __m256i h = _mm256_permutex2var_epi32(_mm256_loadu_si256((const __m256i *)(row + g * bb)),
+                                                        _mm256_set_epi32(0, 0, 0, 0, 15, 10, 5, 0),
+                                                        _mm256_loadu_si256((const __m256i *)(row + g * bb + 32)));
+            const __m256 dm = _mm256_cvtph_ps(_mm256_castsi256_si128(h)); /* d0 m0 d1 m1 d2 m2 d3 m3 */
+            dw = _mm256_permutevar8x32_ps(dm, _mm256_set_epi32(6, 6, 2, 2, 4, 4, 0, 0));
+            _mm_storeu_ps(mb + g, _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, _mm256_set_epi32(
+                7, 5, 3, 1, 7, 5, 3, 1))));
+        } else
+#endif
+        {
+            dw = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_set_ps(
+                i8_scale(type, row, G, g + 3), i8_scale(type, row, G, g + 1), i8_scale(type, row, G, g + 2),
+                i8_scale(type, row, G, g))), dup);
+            if (type == T_Q4_1)
+                for (int j = 0; j < 4; j++) mb[g + j] = g + j < G ? h2f(row + (g + j) * bb + 2) : 0.f;
+        }
+#if I8_IMPL == 2
+        __m256i init = _mm256_setzero_si256(); /* signed weights: -128 * (each lane's sum of weights) */
+        if (type != T_Q4_1) {
+            const __m256i c80 = _mm256_set1_epi8((char)0x80);
+            __m256i c = DPBUSD(_mm256_setzero_si256(), c80, w[0]);
+            c = DPBUSD(c, c80, w[1]); c = DPBUSD(c, c80, w[2]); c = DPBUSD(c, c80, w[3]);
+            init = _mm256_sub_epi32(init, c);
+        }
+#else
+        const __m256i init = _mm256_setzero_si256();
+        __m256i wa[4];
+        for (int k = 0; k < 4; k++) wa[k] = type == T_Q4_1 ? w[k] : _mm256_abs_epi8(w[k]);
+#endif
+        /* fully unrolled: each row's accumulator stays in a register (a loop kept them in memory) */
+#pragma GCC unroll 16
+        for (int m = 0; m < M; m++) {
+            const uint8_t *xq = xi->q + m * kq + g * QK;
+            __m256i lanes = init;
+            for (int k = 0; k < 4; k++) {
+                const __m256i x = _mm256_loadu_si256((const __m256i *)(xq + 32 * k));
+                if (type == T_Q4_1) lanes = DPBUSD(lanes, w[k], x);
+#if I8_IMPL == 2
+                else lanes = DPBUSD(lanes, x, w[k]); /* x biased: (q + 128) * w, minus 128 * w in init */
+#else
+                else lanes = DPBUSD(lanes, wa[k], _mm256_sign_epi8(x, w[k]));
+#endif
+            }
+            const __m256 sc = _mm256_mul_ps(dw, _mm256_loadu_ps(xi->d + m * Gq * 2 + g * 2));
+            acc[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), sc, acc[m]);
+        }
+    }
+    for (int64_t j = Gq; j < gp; j++) mb[j] = 0.f;
+    for (int m = 0; m < M; m++) {
+        float yv = hsum8v(acc[m]);
+        if (type == T_Q4_1) {
+            __m256 o = _mm256_setzero_ps();
+            const float *s = xi->s + m * gp;
+            for (int64_t j = 0; j < gp; j += 8) o = _mm256_fmadd_ps(_mm256_load_ps(mb + j), _mm256_loadu_ps(s + j), o);
+            yv += hsum8v(o);
+        }
+        y[m * ldy] = yv;
+    }
+}
+#else
+AI void i8_row(int type, const uint8_t *row, const qin_t *xi, const int M, float *y, int64_t ldy) {
+    const int64_t G = xi->G, gp = xi->gp, Gq = G4(G);
+    for (int m = 0; m < M; m++) {
+        float acc[8] = {0}, o[8] = {0};
+        const uint8_t *xq = xi->q + m * xi->kq;
+        const float *dl = xi->d + m * Gq * 2;
+        for (int64_t g0 = 0; g0 < Gq; g0 += 4) {
+            int8_t w[4][QK]; float dw[4], mn[4];
+            for (int j = 0; j < 4; j++) i8_weights(type, row, G, g0 + j, w[j], &dw[j], &mn[j]);
+            for (int l = 0; l < 8; l++) {
+                const int j = I8_P[l >> 1]; /* the block of lane l */
+                int32_t lane = 0;
+                for (int k = 0; k < 4; k++)
+                    for (int t = 0; t < 4; t++) {
+                        const int idx = 8 * k + 4 * (l & 1) + t;
+                        lane += (int32_t)w[j][idx] * (int32_t)(int8_t)xq[i8_pos(g0 + j, idx)];
+                    }
+                acc[l] = fmaf((float)lane, dw[j] * dl[g0 * 2 + l], acc[l]);
+            }
+            for (int j = 0; j < 4; j++) if (g0 + j < gp) o[(g0 + j) % 8] = fmaf(mn[j], xi->s[m * gp + g0 + j], o[(g0 + j) % 8]);
+        }
+        for (int64_t g = Gq; g < gp; g++) o[g % 8] = fmaf(0.f, xi->s[m * gp + g], o[g % 8]);
+        float yv = hsum8(acc);
+        if (type == T_Q4_1) yv += hsum8(o);
+        y[m * ldy] = yv;
+    }
+}
+#endif
+
+/* rows [n0, n1) of y (ldy apart) for all M activation rows of xi, MB8 at a time */
+AI void i8_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const qin_t *xi, int64_t M,
+                 float *y, int64_t ldy) {
+    const int64_t rb = row_bytes(type, K);
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t m0 = 0; m0 < M; m0 += MB8) {
+            qin_t sub = *xi;
+            sub.q += m0 * xi->kq; sub.d += m0 * G4(xi->G) * 2; sub.s += m0 * xi->gp;
+            float *yn = y + m0 * ldy + n;
+            const int64_t left = M - m0;
+            switch (left < MB8 ? left : MB8) {
+            case 1: i8_row(type, w + n * rb, &sub, 1, yn, ldy); break;
+            case 2: i8_row(type, w + n * rb, &sub, 2, yn, ldy); break;
+            case 3: i8_row(type, w + n * rb, &sub, 3, yn, ldy); break;
+#if MB8 == 16
+            case 4: i8_row(type, w + n * rb, &sub, 4, yn, ldy); break;
+            case 5: i8_row(type, w + n * rb, &sub, 5, yn, ldy); break;
+            case 6: i8_row(type, w + n * rb, &sub, 6, yn, ldy); break;
+            case 7: i8_row(type, w + n * rb, &sub, 7, yn, ldy); break;
+            case 8: i8_row(type, w + n * rb, &sub, 8, yn, ldy); break;
+            case 9: i8_row(type, w + n * rb, &sub, 9, yn, ldy); break;
+            case 10: i8_row(type, w + n * rb, &sub, 10, yn, ldy); break;
+            case 11: i8_row(type, w + n * rb, &sub, 11, yn, ldy); break;
+            case 12: i8_row(type, w + n * rb, &sub, 12, yn, ldy); break;
+            case 13: i8_row(type, w + n * rb, &sub, 13, yn, ldy); break;
+            case 14: i8_row(type, w + n * rb, &sub, 14, yn, ldy); break;
+            case 15: i8_row(type, w + n * rb, &sub, 15, yn, ldy); break;
+            default: i8_row(type, w + n * rb, &sub, 16, yn, ldy); break;
+#else
+            default: i8_row(type, w + n * rb, &sub, 4, yn, ldy); break;
+#endif
+            }
+        }
+}
+
+static void i8_rows(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const qin_t *xi, int64_t M,
+                    float *y, int64_t ldy) {
+    switch (type) { /* one copy per type, so the type branches fold away */
+    case T_Q4_0: i8_range(T_Q4_0, w, n0, n1, K, xi, M, y, ldy); break;
+    case T_Q4_1: i8_range(T_Q4_1, w, n0, n1, K, xi, M, y, ldy); break;
+    default: i8_range(T_Q8_0, w, n0, n1, K, xi, M, y, ldy); break;
+    }
+}
+
 /* ---- entry points (called through ctypes; the Python side validates shapes and dtypes) */
 int lav2_abi_version(void) { return LAV2_ABI; }
 
+/* which int8 dot-product implementation this build has: 2 VNNI, 1 AVX2, 0 portable C (same results) */
+int lav2_int8_impl(void) { return I8_IMPL; }
+
 /* y (M x N) = x (M x K) @ W^T, W given as N rows of GGUF blocks; nt threads. 0 on success. */
-int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, int64_t M, float *y, int nt) {
+int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, int64_t M, float *y, int nt,
+            int act) {
     if (!block_bytes(type) || K % block_weights(type) || N < 0 || M < 0) return -1;
+    if (act && I8_OK(type, K)) { /* int8 activations: quantise once, then every thread reads the same rows */
+        float *buf = (float *)aligned_alloc(64, sizeof(float) * (size_t)qin_floats(M, K));
+        if (!buf) return -2;
+        qin_t xi;
+        qin_init(&xi, buf, M, K);
+        quantize_rows(type, x, M, K, &xi);
+        const int threads = nt > 1 && N >= 64 ? nt : 1;
+        #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+        for (int t = 0; t < threads; t++) {
+            const int64_t chunk = (N + threads - 1) / threads;
+            const int64_t n0 = t * chunk < N ? t * chunk : N, n1 = n0 + chunk < N ? n0 + chunk : N;
+            i8_rows(type, w, n0, n1, K, &xi, M, y, N);
+        }
+        free(buf);
+        return 0;
+    }
     const int64_t G = K / QK;
     const int gemm = M >= GEMM_FROM_ROWS;
     float *xs = NULL;
@@ -458,6 +819,7 @@ typedef struct {
     int32_t mode;     /* 0: W x; 1: W x + b; 2: s * (W x + b); 3: W (s * x) + b */
     int64_t n, k;
     const float *bias, *scale;
+    int64_t act;      /* 1: int8 activations (Q4_0, Q4_1, Q8_0; other types ignore it) */
 } lav2_lin;
 
 typedef struct {
@@ -530,22 +892,32 @@ AI float dot(const float *a, const float *b, int64_t D) {
     return s;
 }
 
-static const float *lin_input(const lav2_lin *L, const float *x, int64_t M, float *buf, float *xs) {
+AI int lin_i8(const lav2_lin *L) { return L->act && I8_OK(L->type, L->k); }
+
+static const float *lin_input(const lav2_lin *L, const float *x, int64_t M, float *buf, float *xs, qin_t *qi) {
     const float *in = x;
     if (L->mode == 3) {
         for (int64_t m = 0; m < M; m++)
             for (int64_t i = 0; i < L->k; i++) buf[m * L->k + i] = x[m * L->k + i] * L->scale[i];
         in = buf;
     }
-    if (M < GEMM_FROM_ROWS && L->type != T_F32) block_sums(in, M, L->k, xs);
+    if (lin_i8(L)) quantize_rows(L->type, in, M, L->k, qi);
+    else if (M < GEMM_FROM_ROWS && L->type != T_F32) block_sums(in, M, L->k, xs);
     return in;
 }
 
+/* whether b can use a's quantised input: both int8 on the same x (no input scale), same activation encoding */
+AI int same_q(const lav2_lin *a, const lav2_lin *b) {
+    return lin_i8(a) && lin_i8(b) && a->mode != 3 && b->mode != 3 && a->k == b->k
+        && (!I8_BIAS || (a->type == T_Q4_1) == (b->type == T_Q4_1));
+}
+
 /* rows [n0, n1) of y (ldy apart) = the linear of x (M rows), bias and scale applied */
-static void lin_rows(const lav2_lin *L, const float *x, const float *xs, int64_t M, int64_t n0, int64_t n1,
-                     float *y, int64_t ldy, float *wb) {
+static void lin_rows(const lav2_lin *L, const float *x, const float *xs, const qin_t *qi, int64_t M, int64_t n0,
+                     int64_t n1, float *y, int64_t ldy, float *wb) {
     if (n0 >= n1) return;
-    if (L->type == T_F32) {
+    if (lin_i8(L)) i8_rows(L->type, L->w, n0, n1, L->k, qi, M, y, ldy);
+    else if (L->type == T_F32) {
         const float *w = (const float *)L->w;
         for (int64_t n = n0; n < n1; n++)
             for (int64_t m = 0; m < M; m++) y[m * ldy + n] = dot(x + m * L->k, w + n * L->k, L->k);
@@ -598,7 +970,6 @@ static void attend(const float *q, const float *k, const float *v, int64_t n, in
 
 AI float silu(float x) { return x / (1.f + expf(-x)); }
 
-#define ALIGNED(n) (((int64_t)(n) + 15) & ~(int64_t)15) /* floats, rounded up to whole 64-byte lines */
 
 /* The decode step's scratch, kept per calling thread and grown on demand: a fresh allocation per step of a
  * batch (a few MB with the LM head's logits) came back from the kernel as zeroed pages every time (measured ~4% of
@@ -644,8 +1015,15 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
      * to whole lines): vector loads of activations that straddle two lines cost twice. With the per-thread
      * workspace below, measured: batch-8 step 27.9 -> 19.5 ms, batch 4 14.6 -> 10.1 ms, batch 1 unchanged. */
     const int64_t xsw = ALIGNED(B * (wide / QK + 1));
+    int any_i8 = m->head.w && lin_i8(&m->head); /* int8 activations: three quantised inputs per thread too */
+    for (int64_t l = 0; l < m->n_layers && !any_i8; l++) {
+        const lav2_layer *L = m->layers + l;
+        any_i8 = lin_i8(&L->wq) || lin_i8(&L->wk) || lin_i8(&L->wv) || lin_i8(&L->wo) || lin_i8(&L->w1)
+              || lin_i8(&L->w2) || lin_i8(&L->w3);
+    }
+    const int64_t qf = any_i8 ? qin_floats(B, wide) : 0;
     const int64_t per_thread = ALIGNED(B * dim) + 3 * ALIGNED(B * wide) + 3 * xsw + ALIGNED(NR * wide)
-                             + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp);
+                             + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp) + 3 * qf;
     const int64_t sq = ALIGNED(B * qd), skv = ALIGNED(B * kvd), sf = ALIGNED(B * F);
     float *ws = workspace((size_t)(2 * sq + 2 * skv + 2 * sf + ALIGNED(B * kmax)) + (size_t)threads * per_thread);
     if (!ws) return -2;
@@ -661,20 +1039,27 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
 #endif
         float *xn = thr + t * per_thread, *in3 = xn + ALIGNED(B * dim), *xs3 = in3 + 3 * ALIGNED(B * wide);
         float *wb = xs3 + 3 * xsw, *sc = wb + ALIGNED(NR * wide);
+        qin_t q3[3]; /* quantised inputs (int8 activations only), K set per linear */
+        float *qb = sc + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp);
+        memset(q3, 0, sizeof q3);
+#define QIN(i, L) (qin_init(&q3[i], qb + (i) * qf, B, (L)->k), &q3[i])
         const int64_t iw = ALIGNED(B * wide); /* the stride of the three linear inputs in in3 */
         const float *inq, *ink, *inv, *in_o, *in2;
         int64_t lo, hi;
         for (int64_t l = 0; l < m->n_layers; l++) {
             const lav2_layer *L = m->layers + l;
             rms_norm(x, L->attn_norm, B, dim, m->eps, xn);
-            inq = lin_input(&L->wq, xn, B, in3, xs3);
-            ink = lin_input(&L->wk, xn, B, in3 + iw, xs3 + xsw);
-            inv = lin_input(&L->wv, xn, B, in3 + 2 * iw, xs3 + 2 * xsw);
+            inq = lin_input(&L->wq, xn, B, in3, xs3, QIN(0, &L->wq));
+            if (same_q(&L->wq, &L->wk)) { ink = inq; q3[1] = q3[0]; }
+            else ink = lin_input(&L->wk, xn, B, in3 + iw, xs3 + xsw, QIN(1, &L->wk));
+            if (same_q(&L->wq, &L->wv)) { inv = inq; q3[2] = q3[0]; }
+            else inv = lin_input(&L->wv, xn, B, in3 + 2 * iw, xs3 + 2 * xsw, QIN(2, &L->wv));
             /* q, k and v rows as one range split over the threads */
             span(qd + 2 * kvd, t, nth, &lo, &hi);
-            lin_rows(&L->wq, inq, xs3, B, lo, hi < qd ? hi : qd, q, qd, wb);
-            lin_rows(&L->wk, ink, xs3 + xsw, B, lo - qd > 0 ? lo - qd : 0, hi - qd < kvd ? hi - qd : kvd, kk, kvd, wb);
-            lin_rows(&L->wv, inv, xs3 + 2 * xsw, B, lo - qd - kvd > 0 ? lo - qd - kvd : 0,
+            lin_rows(&L->wq, inq, xs3, q3, B, lo, hi < qd ? hi : qd, q, qd, wb);
+            lin_rows(&L->wk, ink, xs3 + xsw, q3 + 1, B, lo - qd > 0 ? lo - qd : 0, hi - qd < kvd ? hi - qd : kvd, kk,
+                     kvd, wb);
+            lin_rows(&L->wv, inv, xs3 + 2 * xsw, q3 + 2, B, lo - qd - kvd > 0 ? lo - qd - kvd : 0,
                      hi - qd - kvd < kvd ? hi - qd - kvd : kvd, vv, kvd, wb);
             #pragma omp barrier
             /* one task per (row, kv head): rotate and store its key/value, then attend for the query heads
@@ -702,34 +1087,35 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
                 }
             }
             #pragma omp barrier
-            in_o = lin_input(&L->wo, att, B, in3, xs3);
+            in_o = lin_input(&L->wo, att, B, in3, xs3, QIN(0, &L->wo));
             span(dim, t, nth, &lo, &hi);
-            lin_rows(&L->wo, in_o, xs3, B, lo, hi, tmp, dim, wb);
+            lin_rows(&L->wo, in_o, xs3, q3, B, lo, hi, tmp, dim, wb);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
             rms_norm(x, L->ffn_norm, B, dim, m->eps, xn);
-            inq = lin_input(&L->w1, xn, B, in3, xs3);
-            ink = lin_input(&L->w3, xn, B, in3 + iw, xs3 + xsw);
+            inq = lin_input(&L->w1, xn, B, in3, xs3, QIN(0, &L->w1));
+            if (same_q(&L->w1, &L->w3)) { ink = inq; q3[1] = q3[0]; }
+            else ink = lin_input(&L->w3, xn, B, in3 + iw, xs3 + xsw, QIN(1, &L->w3));
             /* gate and up rows of the same range, then silu(gate) * up for them: no barrier in between */
             span(F, t, nth, &lo, &hi);
-            lin_rows(&L->w1, inq, xs3, B, lo, hi, g, F, wb);
-            lin_rows(&L->w3, ink, xs3 + xsw, B, lo, hi, u, F, wb);
+            lin_rows(&L->w1, inq, xs3, q3, B, lo, hi, g, F, wb);
+            lin_rows(&L->w3, ink, xs3 + xsw, q3 + 1, B, lo, hi, u, F, wb);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) g[b * F + n] = silu(g[b * F + n]) * u[b * F + n];
             #pragma omp barrier
-            in2 = lin_input(&L->w2, g, B, in3, xs3);
+            in2 = lin_input(&L->w2, g, B, in3, xs3, QIN(0, &L->w2));
             span(dim, t, nth, &lo, &hi);
-            lin_rows(&L->w2, in2, xs3, B, lo, hi, tmp, dim, wb);
+            lin_rows(&L->w2, in2, xs3, q3, B, lo, hi, tmp, dim, wb);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
         }
         if (m->head.w) {
             rms_norm(x, m->norm, B, dim, m->eps, xn);
-            in_o = lin_input(&m->head, xn, B, in3, xs3);
+            in_o = lin_input(&m->head, xn, B, in3, xs3, QIN(0, &m->head));
             span(vocab, t, nth, &lo, &hi);
-            lin_rows(&m->head, in_o, xs3, B, lo, hi, out, vocab, wb);
+            lin_rows(&m->head, in_o, xs3, q3, B, lo, hi, out, vocab, wb);
         } else {
             #pragma omp single
             rms_norm(x, m->norm, B, dim, m->eps, out);

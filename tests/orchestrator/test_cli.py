@@ -66,6 +66,29 @@ def test_weights_option_reaches_the_loader(capsys, monkeypatch):
     assert seen == {"weights": "dense"}
 
 
+def test_activations_option_reaches_the_loader(capsys, monkeypatch):
+    """--activations int8 goes to load_model (serve and batch share these flags); a dense model refuses it in one
+    clear line; an unknown value is an argparse error."""
+    assert main(["ask", RECEIPT, "hi", "--experts", "none", "--activations", "int8", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lav2 ask: error: random:tiny is built with dense weights; activations='int8'")
+    assert err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["batch", "in.jsonl", "--activations", "int4"])
+    for cmd in (["serve"], ["batch", "in.jsonl"]):
+        assert build_parser().parse_args([*cmd, "--activations", "int8"]).activations == "int8"
+    seen = {}
+
+    def fake_get_model(base, adapter=None, vision=None, device="auto", dtype="auto", **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr("orchestrator.pipeline.get_model", fake_get_model)
+    with pytest.raises(RuntimeError, match="stop here"):
+        main(["ask", RECEIPT, "hi", "--experts", "none", "--activations", "int8", "--model", "smollm2-135m"])
+    assert seen == {"activations": "int8"}
+
+
 def test_unknown_expert_is_one_clear_line(capsys):
     assert main(["ask", RECEIPT, "hi", "--experts", "telepathy", *FAST]) == 2
     err = capsys.readouterr().err
