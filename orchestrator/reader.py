@@ -29,7 +29,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,8 +144,8 @@ def _record(user: str, answer: str, source: str) -> dict[str, Any]:
     return {"id": source, "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
 
 
-def prompt_parts(pipeline: Any, image: Any, question: str) -> tuple[str, str, dict[str, str]]:
-    """``(user turn, full prompt, expert texts)`` for ``question`` about ``image`` — the pipeline's own routing,
+def prompt_parts(pipeline: Any, image: Any, question: str) -> tuple[str, Any, dict[str, str], list[str]]:
+    """``(user turn, full prompt, expert texts, stop strings)`` for ``question`` about ``image`` — the pipeline's own routing,
     experts, context and prompt. Raises ``RuntimeError`` if the user turn rendered in the model's prompt style
     differs from :meth:`VisualQAPipeline.build_prompt` (training would then see another prompt than inference)."""
     from prompts import get_style, question_with_context
@@ -155,14 +155,14 @@ def prompt_parts(pipeline: Any, image: Any, question: str) -> tuple[str, str, di
     outcomes = pipeline.run_experts(decision.chosen, image, question) if decision.chosen else {}
     contributed = {n: o["text"] for n, o in outcomes.items() if o["error"] is None and o["text"]}
     context = pipeline.format_context(contributed)
-    prompt, _ = pipeline.build_prompt(question, context)
+    prompt, stop = pipeline.build_prompt(question, context)
     asked = f"{question.strip()} {pipeline.answer_hint}".strip() if pipeline.answer_hint else question.strip()
     user = question_with_context(asked, context or None)
     style = get_style(pipeline.prompt_style or pipeline.model.prompt_style)
     if str(style.format(user, system=pipeline.system)) != str(prompt):
         raise RuntimeError("the reader set's user turn does not render to the pipeline's prompt; the prompt style "
                            "or build_prompt changed — update orchestrator/reader.py")
-    return user, str(prompt), contributed
+    return user, prompt, contributed, stop
 
 
 def build_reader_set(out_dir: str | Path, *, docs_per_kind: int = 120, general: int = 360,
@@ -202,7 +202,7 @@ def build_reader_set(out_dir: str | Path, *, docs_per_kind: int = 120, general: 
     for doc in bar:
         stats.documents += 1
         for j, qa in enumerate(doc.questions):
-            user, _, contributed = prompt_parts(pipeline, doc.image, qa.question)
+            user, _, contributed, _ = prompt_parts(pipeline, doc.image, qa.question)
             read = "\n".join(contributed.values())
             target = next((t for t in (printed_answer(a, read) for a in qa.answers) if t), None) \
                 if answer_in_text(qa.answers, read) else None
@@ -221,9 +221,8 @@ def build_reader_set(out_dir: str | Path, *, docs_per_kind: int = 120, general: 
     jobs += open_docs
     max_new = pipeline.max_new_tokens
     for image, question, source in tqdm(jobs, desc="general (base model answers)", unit="q", disable=not progress):
-        user, prompt, _ = prompt_parts(pipeline, image, question)
-        completion = pipeline.model.generate(prompt, max_new_tokens=max_new, temperature=0.0,
-                                             stop=list(_style_stop(pipeline)))
+        user, prompt, _, stop = prompt_parts(pipeline, image, question)
+        completion = pipeline.model.generate(prompt, max_new_tokens=max_new, temperature=0.0, stop=stop)
         reply = completion.text.strip()
         if completion.completion_tokens >= max_new or not reply:
             stats.skipped_truncated += 1  # a reply cut at max_new_tokens would teach stopping mid-sentence
@@ -244,12 +243,6 @@ def build_reader_set(out_dir: str | Path, *, docs_per_kind: int = 120, general: 
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     log.info("reader set: %d records in %s", len(records), out / "reader.json")
     return stats
-
-
-def _style_stop(pipeline: Any) -> Iterator[str]:
-    from prompts import get_style
-
-    yield from get_style(pipeline.prompt_style or pipeline.model.prompt_style).stop
 
 
 # -- CLI --------------------------------------------------------------------------------------------------
