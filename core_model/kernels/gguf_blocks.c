@@ -24,7 +24,6 @@
 #include <string.h>
 #include <math.h>
 #include <pthread.h>
-#include <sched.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -621,58 +620,6 @@ static float *workspace(size_t n) {
     return ws_buf;
 }
 
-/* Work split of the decode step. 0 (static): each stage's range split evenly over the threads, barriers in
- * between. 1 (dynamic): threads claim chunks of each stage from a shared counter and wait, spinning, until every
- * chunk of the stage is done (no barrier: a thread that lost its core and holds no chunk does not stall the
- * others; it skips the stages already claimed when it runs again). 2: like 1, waits spin then sched_yield. */
-static int decode_sched = 0;
-int lav2_decode_schedule(int mode) {
-    const int old = decode_sched;
-    if (mode >= 0 && mode <= 2) decode_sched = mode;
-    return old;
-}
-
-typedef struct { int64_t claimed, done, pad[6]; } stage_ctr; /* one cache line per stage */
-
-static void stage_wait(stage_ctr *c, int64_t n, int yield) {
-    int spins = 0;
-    while (__atomic_load_n(&c->done, __ATOMIC_ACQUIRE) < n) {
-        if (yield && ++spins >= 1000) { sched_yield(); spins = 0; }
-#if defined(__x86_64__) || defined(__i386__)
-        else __builtin_ia32_pause();
-#endif
-    }
-}
-
-static int64_t stage_chunk(int64_t total, int nth, int64_t unit) { /* ~4 chunks per thread, whole units */
-    int64_t ch = (total + 4 * nth - 1) / (4 * nth);
-    ch = (ch + unit - 1) / unit * unit;
-    return ch > 0 ? ch : unit;
-}
-
-/* one stage: PREP (per-thread inputs), then BODY over [lo, hi) of TOTAL units; statically or by claimed chunks */
-#define STAGE(CTR, TOTAL, UNIT, PREP, ...) do { \
-    const int64_t total_ = (TOTAL); \
-    if (dyn) { \
-        stage_ctr *c_ = (CTR); \
-        const int64_t ch_ = stage_chunk(total_, nth, (UNIT)), nch_ = (total_ + ch_ - 1) / ch_; \
-        if (__atomic_load_n(&c_->claimed, __ATOMIC_RELAXED) < nch_) { \
-            PREP; \
-            for (int64_t i_; (i_ = __atomic_fetch_add(&c_->claimed, 1, __ATOMIC_RELAXED)) < nch_;) { \
-                lo = i_ * ch_; hi = lo + ch_ < total_ ? lo + ch_ : total_; \
-                __VA_ARGS__; \
-                __atomic_fetch_add(&c_->done, 1, __ATOMIC_RELEASE); \
-            } \
-        } \
-        stage_wait(c_, nch_, yield); \
-    } else { \
-        PREP; \
-        span(total_, t, nth, &lo, &hi); \
-        __VA_ARGS__; \
-        _Pragma("omp barrier") \
-    } \
-} while (0)
-
 int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, const int64_t *wpos,
                 const int64_t *kstart, const int64_t *row_off, float *out, int nt) {
     const int64_t dim = m->dim, H = m->n_heads, Hkv = m->n_kv_heads, D = m->head_dim, F = m->ffn_dim;
@@ -700,14 +647,10 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
     const int64_t per_thread = ALIGNED(B * dim) + 3 * ALIGNED(B * wide) + 3 * xsw + ALIGNED(NR * wide)
                              + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp);
     const int64_t sq = ALIGNED(B * qd), skv = ALIGNED(B * kvd), sf = ALIGNED(B * F);
-    const int64_t n_stages = 5 * m->n_layers + 1, sctr = ALIGNED(16 * n_stages);
-    float *ws = workspace((size_t)(2 * sq + 2 * skv + 2 * sf + ALIGNED(B * kmax) + sctr) + (size_t)threads * per_thread);
+    float *ws = workspace((size_t)(2 * sq + 2 * skv + 2 * sf + ALIGNED(B * kmax)) + (size_t)threads * per_thread);
     if (!ws) return -2;
     float *q = ws, *kk = q + sq, *vv = kk + skv, *att = vv + skv, *g = att + sq, *u = g + sf;
-    float *tmp = u + sf, *thr = tmp + ALIGNED(B * kmax) + sctr;
-    stage_ctr *ctr = (stage_ctr *)(tmp + ALIGNED(B * kmax));
-    memset(ctr, 0, sizeof(stage_ctr) * (size_t)n_stages);
-    const int dyn = decode_sched != 0 && threads > 1, yield = decode_sched == 2;
+    float *tmp = u + sf, *thr = tmp + ALIGNED(B * kmax);
 
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -723,21 +666,20 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
         int64_t lo, hi;
         for (int64_t l = 0; l < m->n_layers; l++) {
             const lav2_layer *L = m->layers + l;
-            stage_ctr *sc5 = ctr + 5 * l;
+            rms_norm(x, L->attn_norm, B, dim, m->eps, xn);
+            inq = lin_input(&L->wq, xn, B, in3, xs3);
+            ink = lin_input(&L->wk, xn, B, in3 + iw, xs3 + xsw);
+            inv = lin_input(&L->wv, xn, B, in3 + 2 * iw, xs3 + 2 * xsw);
             /* q, k and v rows as one range split over the threads */
-            STAGE(sc5, qd + 2 * kvd, 16,
-                  (rms_norm(x, L->attn_norm, B, dim, m->eps, xn),
-                   inq = lin_input(&L->wq, xn, B, in3, xs3),
-                   ink = lin_input(&L->wk, xn, B, in3 + iw, xs3 + xsw),
-                   inv = lin_input(&L->wv, xn, B, in3 + 2 * iw, xs3 + 2 * xsw)),
-                  lin_rows(&L->wq, inq, xs3, B, lo, hi < qd ? hi : qd, q, qd, wb);
-                  lin_rows(&L->wk, ink, xs3 + xsw, B, lo - qd > 0 ? lo - qd : 0, hi - qd < kvd ? hi - qd : kvd, kk,
-                           kvd, wb);
-                  lin_rows(&L->wv, inv, xs3 + 2 * xsw, B, lo - qd - kvd > 0 ? lo - qd - kvd : 0,
-                           hi - qd - kvd < kvd ? hi - qd - kvd : kvd, vv, kvd, wb));
+            span(qd + 2 * kvd, t, nth, &lo, &hi);
+            lin_rows(&L->wq, inq, xs3, B, lo, hi < qd ? hi : qd, q, qd, wb);
+            lin_rows(&L->wk, ink, xs3 + xsw, B, lo - qd > 0 ? lo - qd : 0, hi - qd < kvd ? hi - qd : kvd, kk, kvd, wb);
+            lin_rows(&L->wv, inv, xs3 + 2 * xsw, B, lo - qd - kvd > 0 ? lo - qd - kvd : 0,
+                     hi - qd - kvd < kvd ? hi - qd - kvd : kvd, vv, kvd, wb);
+            #pragma omp barrier
             /* one task per (row, kv head): rotate and store its key/value, then attend for the query heads
              * that share it */
-            STAGE(sc5 + 1, B * Hkv, 1, (void)0,
+            span(B * Hkv, t, nth, &lo, &hi);
             for (int64_t task = lo; task < hi; task++) {
                 const int64_t b = task / Hkv, hk = task % Hkv;
                 const float *cs = m->rope + rpos[b] * D;
@@ -758,39 +700,36 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
                         attend(qh, p->k + off, p->v + off, p->P, p->pos_stride, D, p->gate[h], sc, o);
                     }
                 }
-            });
-            STAGE(sc5 + 2, dim, 16, in_o = lin_input(&L->wo, att, B, in3, xs3),
-                  lin_rows(&L->wo, in_o, xs3, B, lo, hi, tmp, dim, wb);
-                  for (int64_t b = 0; b < B; b++)
-                      for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n]);
+            }
+            #pragma omp barrier
+            in_o = lin_input(&L->wo, att, B, in3, xs3);
+            span(dim, t, nth, &lo, &hi);
+            lin_rows(&L->wo, in_o, xs3, B, lo, hi, tmp, dim, wb);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
+            #pragma omp barrier
+            rms_norm(x, L->ffn_norm, B, dim, m->eps, xn);
+            inq = lin_input(&L->w1, xn, B, in3, xs3);
+            ink = lin_input(&L->w3, xn, B, in3 + iw, xs3 + xsw);
             /* gate and up rows of the same range, then silu(gate) * up for them: no barrier in between */
-            STAGE(sc5 + 3, F, 16,
-                  (rms_norm(x, L->ffn_norm, B, dim, m->eps, xn),
-                   inq = lin_input(&L->w1, xn, B, in3, xs3),
-                   ink = lin_input(&L->w3, xn, B, in3 + iw, xs3 + xsw)),
-                  lin_rows(&L->w1, inq, xs3, B, lo, hi, g, F, wb);
-                  lin_rows(&L->w3, ink, xs3 + xsw, B, lo, hi, u, F, wb);
-                  for (int64_t b = 0; b < B; b++)
-                      for (int64_t n = lo; n < hi; n++) g[b * F + n] = silu(g[b * F + n]) * u[b * F + n]);
-            STAGE(sc5 + 4, dim, 16, in2 = lin_input(&L->w2, g, B, in3, xs3),
-                  lin_rows(&L->w2, in2, xs3, B, lo, hi, tmp, dim, wb);
-                  for (int64_t b = 0; b < B; b++)
-                      for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n]);
+            span(F, t, nth, &lo, &hi);
+            lin_rows(&L->w1, inq, xs3, B, lo, hi, g, F, wb);
+            lin_rows(&L->w3, ink, xs3 + xsw, B, lo, hi, u, F, wb);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t n = lo; n < hi; n++) g[b * F + n] = silu(g[b * F + n]) * u[b * F + n];
+            #pragma omp barrier
+            in2 = lin_input(&L->w2, g, B, in3, xs3);
+            span(dim, t, nth, &lo, &hi);
+            lin_rows(&L->w2, in2, xs3, B, lo, hi, tmp, dim, wb);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
+            #pragma omp barrier
         }
         if (m->head.w) {
             rms_norm(x, m->norm, B, dim, m->eps, xn);
             in_o = lin_input(&m->head, xn, B, in3, xs3);
-            if (dyn) {
-                stage_ctr *c_ = ctr + 5 * m->n_layers;
-                const int64_t ch_ = stage_chunk(vocab, nth, 16), nch_ = (vocab + ch_ - 1) / ch_;
-                for (int64_t i_; (i_ = __atomic_fetch_add(&c_->claimed, 1, __ATOMIC_RELAXED)) < nch_;) {
-                    lo = i_ * ch_; hi = lo + ch_ < vocab ? lo + ch_ : vocab;
-                    lin_rows(&m->head, in_o, xs3, B, lo, hi, out, vocab, wb);
-                }
-            } else {
-                span(vocab, t, nth, &lo, &hi);
-                lin_rows(&m->head, in_o, xs3, B, lo, hi, out, vocab, wb);
-            }
+            span(vocab, t, nth, &lo, &hi);
+            lin_rows(&m->head, in_o, xs3, B, lo, hi, out, vocab, wb);
         } else {
             #pragma omp single
             rms_norm(x, m->norm, B, dim, m->eps, out);
