@@ -151,10 +151,13 @@ def batch_rows_per_minute(model, inp: Path, settings: list[tuple[int, str]], rep
             res["correct"] = sum(any(a.lower() in (answers[i] or "").lower() for a in truth[i]) for i in truth)
             res["steps"] = {k[len("steps_at_"):-len("_threads")]: v for k, v in engine.counters.items()
                             if k.startswith("steps_at_")}
+            res["prefill"] = {k[len("prefill_tokens_at_"):-len("_threads")]: v for k, v in engine.counters.items()
+                              if k.startswith("prefill_tokens_at_")}
             print(f"  rep {rep + 1}: --max-batch-size {b:>2}, engine threads {threads:>6}: "
                   f"{60 * len(rows) / dt:6.1f} rows/min ({dt:.1f}s, {res['correct']}/{len(rows)} correct, "
                   f"core-s/row {own:.3f} in this process + {kids:.3f} in child processes (Tesseract), decode steps "
-                  f"by thread count {res['steps']}, experts {res['chosen']})", flush=True)
+                  f"by thread count {res['steps']}, prefill tokens by thread count {res['prefill']}, experts "
+                  f"{res['chosen']})", flush=True)
     return out
 
 

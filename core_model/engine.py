@@ -579,6 +579,7 @@ class Engine:
                 self._remove(req, exc)
                 continue
             budget -= n
+            self.counters[f"prefill_tokens_at_{self.threads}_threads"] += n
             if req.prefilled:  # it sits right after the decoding rows, so it simply becomes one of them
                 self._remember_prefix(req)
                 self._emit(req, int(sample(logits, req.params, req.generator)[0]))
