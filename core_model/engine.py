@@ -73,7 +73,7 @@ class EngineConfig:
         layer's keys); 0 turns it off.
     threads: CPU threads of the engine's products and decode steps. ``None``: ``torch.get_num_threads()`` of
         the thread that creates the engine, fixed. An int: that many. A callable: evaluated before every
-        iteration (prefill chunk + decode step), so the count can follow the CPU load of other work in the
+        forward (each prefill chunk, each decode step, each engine call), so the count can follow the CPU load of other work in the
         process — ``lav2 batch`` and the server pass one that returns ``max(1, cores - running experts)``
         (:class:`orchestrator.load.CpuLoad`): a decode step split over two threads while a Tesseract process
         takes one of two cores runs slower than on one thread (``bench/contention.py``). Greedy output does
@@ -572,6 +572,7 @@ class Engine:
             if req is None:
                 return
             n = min(budget, len(req.ids) - req.filled)
+            self._set_threads()  # per forward: an iteration can prefill several prompts
             try:
                 logits = self._forward_slot(req, n)
             except Exception as exc:  # noqa: BLE001 - one request's failure does not disturb the others
@@ -599,6 +600,7 @@ class Engine:
             return
         n = len(rows)
         assert all(r.slot == i for i, r in enumerate(rows)), "decoding rows must occupy the first slots"
+        self._set_threads()
         dev = self.llm.device
         tokens = torch.tensor([[r.last] for r in rows], dtype=torch.long, device=dev)
         pos_list = [r.filled for r in rows]

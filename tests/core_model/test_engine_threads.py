@@ -22,9 +22,10 @@ needs_kernels = pytest.mark.skipif(not kernels_available(), reason="no C compile
 
 
 class Alternating:
-    """A ``threads`` callable: 1, 2, 1, 2, ... one value per engine iteration."""
+    """A ``threads`` callable: 1, 2, 2, 1, 2, 2, ... one value per call (the engine asks before every forward and
+    every iteration, so a cycle of three puts decode steps at both counts)."""
 
-    def __init__(self, values=(1, 2)):
+    def __init__(self, values=(1, 2, 2)):
         self._values = itertools.cycle(values)
         self.calls = 0
 
