@@ -7,8 +7,9 @@
 For each setting, B prompts decoded together for N new tokens (median of --reps runs, tokens/s summed over the
 batch): engine threads = --threads or 1, with or without one busy competing process (a Python busy loop,
 the stand-in for one Tesseract), and ``follow`` — ``lav2 batch``'s engine, max(1, --threads - running experts)
-before every step, with the busy process counted as one running expert (orchestrator.load). The decode step splits every product statically over its threads and meets at
-five barriers per layer, so a thread that loses its core stalls the others at each barrier.
+before every step, with the busy process counted as one running expert (orchestrator.load). The decode step
+splits every product statically over its threads and meets at five barriers per layer, so a thread that loses
+its core stalls the others at each barrier.
 """
 from __future__ import annotations
 

@@ -73,11 +73,11 @@ class EngineConfig:
         layer's keys); 0 turns it off.
     threads: CPU threads of the engine's products and decode steps. ``None``: ``torch.get_num_threads()`` of
         the thread that creates the engine, fixed. An int: that many. A callable: evaluated before every
-        forward (each prefill chunk, each decode step, each engine call), so the count can follow the CPU load of other work in the
-        process — ``lav2 batch`` and the server pass one that returns ``max(1, cores - running experts)``
-        (:class:`orchestrator.load.CpuLoad`): a decode step split over two threads while a Tesseract process
-        takes one of two cores runs slower than on one thread (``bench/contention.py``). Greedy output does
-        not depend on the count. The count is set on the engine thread (``torch.set_num_threads``; OpenMP
+        forward (each prefill chunk, each decode step, each engine call), so the count can follow the CPU load
+        of other work in the process — ``lav2 batch`` and the server pass one that returns
+        ``max(1, cores - running experts)`` (:class:`orchestrator.load.CpuLoad`): a decode step split over two
+        threads while a Tesseract process takes one of two cores runs slower than on one thread
+        (``bench/contention.py``). Greedy output does not depend on the count. The count is set on the engine thread (``torch.set_num_threads``; OpenMP
         thread counts are per calling thread, and torch hands the last count set to threads that start later).
     """
 
@@ -468,7 +468,7 @@ class Engine:
             return self.base_threads
 
     def _set_threads(self) -> None:
-        """Set this iteration's thread count on the engine thread (torch products and the C decode step)."""
+        """Set the thread count of the next forward on the engine thread (torch products, the C decode step)."""
         n = self._thread_count()
         if n != self.threads or torch.get_num_threads() != n:
             torch.set_num_threads(n)
