@@ -77,8 +77,9 @@ class EngineConfig:
         of other work in the process — ``lav2 batch`` and the server pass one that returns
         ``max(1, cores - running experts)`` (:class:`orchestrator.load.CpuLoad`): a decode step split over two
         threads while a Tesseract process takes one of two cores runs slower than on one thread
-        (``bench/contention.py``). Greedy output does not depend on the count. The count is set on the engine thread (``torch.set_num_threads``; OpenMP
-        thread counts are per calling thread, and torch hands the last count set to threads that start later).
+        (``bench/contention.py``). Greedy output does not depend on the count. The count is set on the engine
+        thread (``torch.set_num_threads``; OpenMP thread counts are per calling thread, and torch hands the last
+        count set to threads that start later).
     """
 
     max_batch_size: int = 8
