@@ -5,9 +5,13 @@
    interleaved repetitions.
 2. **`lav2 batch` over --docs rendered documents** (receipts, signs, forms; OCR + a short answer) with
    ``--max-batch-size 1`` vs the default, the same pipeline code (experts run ahead in both), rows/min of the run
-   (model loaded before the clock starts, expert cache off); checks that the greedy answers are identical.
+   (model loaded before the clock starts, expert cache off); checks that the greedy answers are identical. Each
+   with the engine's threads fixed and following the experts' CPU load (``--engine-threads``).
 3. **--arrivals requests arriving at random times** (exponential gaps, mean --gap seconds): p50/p95 latency from
    arrival to answer with the engine (batch 8) vs one request at a time (batch 1), same arrival schedule.
+
+   2b. (part ``cost``) where a row's core-seconds go: OCR alone per document, then the model and pipeline alone
+   (every expert output cached) at both batch sizes — the arithmetic of what rows/min 2 cores allow.
 
     python bench/batch.py [--reps 3] [--docs 64] [--arrivals 16] [--threads N] [--quick]
     python bench/batch.py --skip batch,arrivals --activations fp32,int8   # decode table, both activation formats
@@ -15,11 +19,13 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.util
 import json
 import os
 import platform
 import random
+import resource
 import statistics
 import sys
 import tempfile
@@ -107,38 +113,107 @@ def render_documents(out: Path, n: int, seed: int = 0) -> Path:
     return inp
 
 
-def batch_rows_per_minute(model, inp: Path, sizes: list[int], reps: int, workers: int,
-                          answer_mode: str = "generate") -> dict[int, dict]:
+def batch_rows_per_minute(model, inp: Path, settings: list[tuple[int, str]], reps: int, workers: int,
+                          answer_mode: str = "generate") -> dict[tuple[int, str], dict]:
+    """rows/min of run_batch per (max batch size, engine threads) setting, interleaved over ``reps``.
+
+    Engine threads ``fixed``: torch's count, whatever runs beside the engine; ``follow``: ``lav2 batch``'s default,
+    max(1, cores - CPU-heavy experts running) before every step (orchestrator.load)."""
     from orchestrator.batch import read_rows, run_batch
     from orchestrator.experts import default_pipeline_experts
+    from orchestrator.load import EXPERT_LOAD
     from orchestrator.pipeline import VisualQAPipeline
 
     rows = read_rows(inp)
     truth = {r.id: r.extra.get("answers", []) for r in rows}
-    out: dict[int, dict] = {b: {"rpm": [], "answers": None} for b in sizes}
+    cores = torch.get_num_threads()
+    out: dict[tuple[int, str], dict] = {s: {"rpm": [], "answers": None, "steps": {}} for s in settings}
     for rep in range(reps):
-        for b in sizes:
+        for b, threads in settings:
             pipeline = VisualQAPipeline(model, experts=default_pipeline_experts(), cache_experts=False,
                                         expert_workers=workers, answer_mode=answer_mode)
-            model.configure_engine(max_batch_size=b)
+            engine = model.configure_engine(max_batch_size=b, threads=EXPERT_LOAD.engine_threads(cores)
+                                            if threads == "follow" else cores)
             answers: dict[str, str] = {}
+            chosen: collections.Counter = collections.Counter()
 
             def answer(row):
                 r = pipeline.invoke({"image": row.image, "question": row.question})
                 answers[row.id] = r.answer
+                chosen.update(r.router["chosen"])
                 return {"answer": r.answer}
 
             target = Path(tempfile.mkdtemp()) / "answers.jsonl"
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
             run_batch(rows, answer, target, concurrency=b + 2 * workers, progress=False)
             dt = time.perf_counter() - t0
-            out[b]["rpm"].append(60 * len(rows) / dt)
-            out[b]["answers"] = answers
-            correct = sum(any(a.lower() in (answers[i] or "").lower() for a in truth[i]) for i in truth)
-            out[b]["correct"] = correct
-            print(f"  rep {rep + 1}: --max-batch-size {b:>2}: {60 * len(rows) / dt:6.1f} rows/min "
-                  f"({dt:.1f}s, {correct}/{len(rows)} correct)", flush=True)
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+            own, kids = ((c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / len(rows)
+                         for c0, c1 in zip(cpu0, cpu1))
+            res = out[(b, threads)]
+            res.setdefault("own", []).append(own)
+            res.setdefault("children", []).append(kids)
+            res["chosen"] = dict(chosen)
+            res["rpm"].append(60 * len(rows) / dt)
+            res["answers"] = answers
+            res["correct"] = sum(any(a.lower() in (answers[i] or "").lower() for a in truth[i]) for i in truth)
+            res["steps"] = {k[len("steps_at_"):-len("_threads")]: v for k, v in engine.counters.items()
+                            if k.startswith("steps_at_")}
+            res["prefill"] = {k[len("prefill_tokens_at_"):-len("_threads")]: v for k, v in engine.counters.items()
+                              if k.startswith("prefill_tokens_at_")}
+            print(f"  rep {rep + 1}: --max-batch-size {b:>2}, engine threads {threads:>6}: "
+                  f"{60 * len(rows) / dt:6.1f} rows/min ({dt:.1f}s, {res['correct']}/{len(rows)} correct, "
+                  f"core-s/row {own:.3f} in this process + {kids:.3f} in child processes (Tesseract), decode steps "
+                  f"by thread count {res['steps']}, prefill tokens by thread count {res['prefill']}, experts "
+                  f"{res['chosen']})", flush=True)
     return out
+
+
+def cost_per_row(model, inp: Path, big: int, workers: int, answer_mode: str = "generate") -> dict:
+    """Where the core-seconds of a row go: OCR alone (each document once, one at a time: Tesseract's CPU time as
+    child processes), then the same rows again with every expert output cached (the model and the pipeline only)
+    at --max-batch-size 1 and ``big``: rows/min and core-seconds per row without any OCR cost."""
+    from orchestrator.batch import read_rows, run_batch
+    from orchestrator.experts import default_pipeline_experts
+    from orchestrator.load import EXPERT_LOAD
+    from orchestrator.pipeline import VisualQAPipeline
+
+    rows = read_rows(inp)
+    cores = torch.get_num_threads()
+    pipeline = VisualQAPipeline(model, experts=default_pipeline_experts(), cache_experts=True,
+                                expert_workers=workers, answer_mode=answer_mode)
+    ocr_wall, ocr_cpu = [], []
+    for row in rows:
+        c0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        pipeline.run_experts(["ocr"], _open(row.image), row.question)
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ocr_wall.append(time.perf_counter() - t0)
+        ocr_cpu.append(c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime)
+    out = {"ocr_wall": statistics.median(ocr_wall), "ocr_cpu": statistics.mean(ocr_cpu)}
+    answer = lambda row: {"answer": pipeline.invoke({"image": _open(row.image), "question": row.question}).answer}
+    # warm: every expert the router picks is cached from here on (OCR above; others, if any, in this pass)
+    run_batch(rows, answer, Path(tempfile.mkdtemp()) / "warm.jsonl", concurrency=big + 2 * workers, progress=False)
+    for b in (1, big):
+        model.configure_engine(max_batch_size=b, threads=EXPERT_LOAD.engine_threads(cores))
+        c0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        run_batch(rows, answer, Path(tempfile.mkdtemp()) / "a.jsonl", concurrency=b + 2 * workers, progress=False)
+        c1, dt = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter() - t0
+        out[b] = {"rpm": 60 * len(rows) / dt,
+                  "cpu": (c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime) / len(rows)}
+    return out
+
+
+_IMAGES: dict[str, object] = {}
+
+
+def _open(path: str):
+    """One PIL image per path, so the pipeline's expert cache (keyed by the image's digest) hits."""
+    if path not in _IMAGES:
+        from core_model.images import open_image
+
+        _IMAGES[path] = open_image(path)
+    return _IMAGES[path]
 
 
 def arrival_latencies(model, n: int, gap: float, batch: int, seed: int) -> list[float]:
@@ -195,8 +270,11 @@ def main() -> int:
     ap.add_argument("--answer-mode", default="generate", choices=["generate", "extract", "auto"],
                     help="answer mode of the lav2 batch part (default generate: what the engine batches is decode; "
                          "extraction answers with one scoring forward per row and no decode, see docs/grounding.md)")
+    ap.add_argument("--engine-threads", default="fixed,follow",
+                    help="engine thread policies of part 2, comma-separated: fixed (torch's count) and/or follow "
+                         "(max(1, cores - running experts), lav2 batch's default); default both, side by side")
     ap.add_argument("--quick", action="store_true", help="1 rep, 16 docs, 8 arrivals (a smoke run)")
-    ap.add_argument("--skip", default="", help="comma-separated parts to skip: decode,batch,arrivals")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: decode,batch,cost,arrivals")
     ap.add_argument("--activations", default="fp32",
                     help="comma-separated activation formats of the packed products (fp32, int8: load_model("
                          "activations=...)); part 1 interleaves them, parts 2 and 3 run once per format")
@@ -242,13 +320,36 @@ def _rows_and_arrivals(args, model, skip: set, big: int, workers: int) -> None:
             inp = render_documents(Path(tmp), args.docs)
             print(f"\n## 2. lav2 batch over {args.docs} rendered documents (OCR + short answer), {workers} expert "
                   f"workers", flush=True)
-            res = batch_rows_per_minute(model, inp, [1, big], args.reps, workers, args.answer_mode)
-        one, many = statistics.median(res[1]["rpm"]), statistics.median(res[big]["rpm"])
-        same = res[1]["answers"] == res[big]["answers"]
-        print(f"| --max-batch-size | rows/min (median) | correct |\n|---:|---:|---:|")
-        print(f"| 1 | {one:.1f} | {res[1]['correct']}/{args.docs} |")
-        print(f"| {big} | {many:.1f} | {res[big]['correct']}/{args.docs} |")
-        print(f"ratio: {many / one:.2f}x rows/min; answers identical: {same}")
+            policies = [p for p in args.engine_threads.split(",") if p]
+            settings = [(b, p) for p in policies for b in (1, big)]
+            res = batch_rows_per_minute(model, inp, settings, args.reps, workers, args.answer_mode)
+        rpm = {k: statistics.median(v["rpm"]) for k, v in res.items()}
+        base = rpm[settings[0]]
+        print(f"| --max-batch-size | engine threads | rows/min (median) | vs {settings[0][0]}/{settings[0][1]} "
+              f"| core-s/row: process | children (OCR) | correct |\n|---:|---|---:|---:|---:|---:|---:|")
+        for k in settings:
+            print(f"| {k[0]} | {k[1]} | {rpm[k]:.1f} | {rpm[k] / base:.2f}x | {statistics.median(res[k]['own']):.3f} "
+                  f"| {statistics.median(res[k]['children']):.3f} | {res[k]['correct']}/{args.docs} |")
+        for p in policies:
+            print(f"engine threads {p}: --max-batch-size {big} vs 1: {rpm[(big, p)] / rpm[(1, p)]:.2f}x rows/min")
+        same = all(res[k]["answers"] == res[settings[0]]["answers"] for k in settings)
+        print(f"answers identical in every setting: {same}")
+
+    if "cost" not in skip:
+        with tempfile.TemporaryDirectory() as tmp:
+            inp = render_documents(Path(tmp), args.docs)
+            c = cost_per_row(model, inp, big, workers, args.answer_mode)
+        print(f"\n## 2b. core-seconds per row ({args.docs} documents, {os.cpu_count()} cores)")
+        print(f"OCR alone, one document at a time: {c['ocr_cpu']:.3f} core-s/document (Tesseract), "
+              f"median wall {c['ocr_wall']:.3f} s")
+        print("| --max-batch-size | rows/min, experts cached (model + pipeline only) | core-s/row |\n|---:|---:|---:|")
+        for b in (1, big):
+            print(f"| {b} | {c[b]['rpm']:.1f} | {c[b]['cpu']:.3f} |")
+        cores = os.cpu_count() or 1
+        for b in (1, big):
+            print(f"ceiling at --max-batch-size {b} with OCR: {cores} cores x 60 / ({c['ocr_cpu']:.3f} + "
+                  f"{c[b]['cpu']:.3f}) = {60 * cores / (c['ocr_cpu'] + c[b]['cpu']):.1f} rows/min")
+        print(f"model-only ratio {big} vs 1: {c[big]['rpm'] / c[1]['rpm']:.2f}x")
 
     if "arrivals" not in skip:
         print(f"\n## 3. {args.arrivals} requests at random times (mean gap {args.gap}s), latency arrival -> answer")

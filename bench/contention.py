@@ -5,13 +5,16 @@
     OMP_WAIT_POLICY=PASSIVE python bench/contention.py     # OpenMP threads sleep instead of spinning at barriers
 
 For each setting, B prompts decoded together for N new tokens (median of --reps runs, tokens/s summed over the
-batch): torch/kernel threads = --threads or 1, with or without one busy competing process (a Python busy loop,
-the stand-in for one Tesseract). The decode step splits every product statically over its threads and meets at
-five barriers per layer, so a thread that loses its core stalls the others at each barrier.
+batch): engine threads = --threads or 1, with or without one busy competing process (a Python busy loop,
+the stand-in for one Tesseract), and ``follow`` — ``lav2 batch``'s engine, max(1, --threads - running experts)
+before every step, with the busy process counted as one running expert (orchestrator.load). The decode step
+splits every product statically over its threads and meets at five barriers per layer, so a thread that loses
+its core stalls the others at each barrier.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -41,20 +44,23 @@ def main() -> int:
                for i in range(args.batch)]
     model.generate(prompts[:2], max_new_tokens=4)  # warm-up: kernels built, pages touched
 
-    def run(threads: int, hog: bool) -> float:
-        torch.set_num_threads(threads)
-        # a new engine thread: an existing one keeps the thread count it started with (OpenMP's is per thread)
-        model.configure_engine(max_batch_size=args.batch)
+    from orchestrator.load import EXPERT_LOAD
+
+    def run(threads: int | str, hog: bool) -> float:
+        # "follow": lav2 batch's engine, max(1, cores - running experts), with the busy process counted as one
+        model.configure_engine(max_batch_size=args.batch, threads=EXPERT_LOAD.engine_threads(args.threads)
+                               if threads == "follow" else threads)
         model.generate(prompts[:1], max_new_tokens=2)
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if hog else None
         try:
-            times, tokens = [], 0
-            for _ in range(args.reps):
-                t0 = time.perf_counter()
-                outs = model.generate(prompts, max_new_tokens=args.tokens)
-                times.append(time.perf_counter() - t0)
-                tokens = sum(o.completion_tokens for o in outs)
-            return tokens / statistics.median(times)
+            with EXPERT_LOAD.busy() if hog else contextlib.nullcontext():
+                times, tokens = [], 0
+                for _ in range(args.reps):
+                    t0 = time.perf_counter()
+                    outs = model.generate(prompts, max_new_tokens=args.tokens)
+                    times.append(time.perf_counter() - t0)
+                    tokens = sum(o.completion_tokens for o in outs)
+                return tokens / statistics.median(times)
         finally:
             if busy is not None:
                 busy.kill()
@@ -63,8 +69,9 @@ def main() -> int:
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, batch {args.batch}, "
           f"{args.tokens} new tokens, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(default)')}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}\n")
-    print("| threads | competing process | tok/s |\n|---:|---|---:|")
-    for threads, hog in [(args.threads, False), (args.threads, True), (1, True), (1, False)]:
+    print(f"| threads | competing process | tok/s |\n|---|---|---:|")
+    for threads, hog in [(args.threads, False), (args.threads, True), (1, True), (1, False), ("follow", False),
+                         ("follow", True)]:
         print(f"| {threads} | {'one busy process' if hog else 'none'} | {run(threads, hog):.0f} |", flush=True)
     return 0
 

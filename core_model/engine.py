@@ -71,6 +71,15 @@ class EngineConfig:
         :data:`PREFIX_BLOCK` tokens, so a request whose prompt starts like an earlier one (a system prompt, a
         template, a shared context) skips that part of its prefill. Text-only requests (an image changes every
         layer's keys); 0 turns it off.
+    threads: CPU threads of the engine's products and decode steps. ``None``: ``torch.get_num_threads()`` of
+        the thread that creates the engine, fixed. An int: that many. A callable: evaluated before every
+        forward (each prefill chunk, each decode step, each engine call), so the count can follow the CPU load
+        of other work in the process — ``lav2 batch`` and the server pass one that returns
+        ``max(1, cores - running experts)`` (:class:`orchestrator.load.CpuLoad`): a decode step split over two
+        threads while a Tesseract process takes one of two cores runs slower than on one thread
+        (``bench/contention.py``). Greedy output does not depend on the count. The count is set on the engine
+        thread (``torch.set_num_threads``; OpenMP thread counts are per calling thread, and torch hands the last
+        count set to threads that start later).
     """
 
     max_batch_size: int = 8
@@ -78,6 +87,7 @@ class EngineConfig:
     max_queue: int = 1024
     prefill_chunk: int = 256
     prefix_cache_tokens: int = 1024
+    threads: int | Callable[[], int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_batch_size", "max_queue", "prefill_chunk"):
@@ -87,6 +97,9 @@ class EngineConfig:
             raise ConfigError(f"max_tokens_in_flight must be >= 1, got {self.max_tokens_in_flight}")
         if self.prefix_cache_tokens < 0:
             raise ConfigError(f"prefix_cache_tokens must be >= 0, got {self.prefix_cache_tokens}")
+        t = self.threads
+        if t is not None and not callable(t) and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise ConfigError(f"threads must be None, an int >= 1 or a callable returning one, got {t!r}")
 
 
 #: tokens per prefix-cache block: a prompt's prefix is reused in whole blocks
@@ -314,6 +327,10 @@ class Engine:
         self._fast: Any = None  # the C decode step over the slot buffers (core_model/fastpath.py), or False
         self._prefix = _PrefixCache(self.config.prefix_cache_tokens)
         self.counters = collections.Counter()
+        #: the thread count of ``threads=None``, and the fallback when a ``threads`` callable fails
+        self.base_threads = max(1, torch.get_num_threads())
+        self.threads = 0  # the count the current iteration runs with (set on the engine thread)
+        self._threads_warned = False
 
     # -- public ---------------------------------------------------------------------------------------------
     def submit(self, prompt: str | Sequence[int], image: Any = None, *, max_new_tokens: int = 256,
@@ -425,11 +442,38 @@ class Engine:
                     self._fail_rows(list(self._rows), exc)
 
     def _iteration(self) -> None:
+        self._set_threads()
         self._run_calls()
         self._drop_cancelled()
         self._admit()
         self._prefill()
         self._decode()
+
+    def _thread_count(self) -> int:
+        """``config.threads`` now: an int, a callable's value, or :attr:`base_threads` (also when the callable
+        fails or returns something that is not a positive int: logged once)."""
+        spec = self.config.threads
+        if spec is None:
+            return self.base_threads
+        if not callable(spec):
+            return int(spec)
+        try:
+            n = spec()
+            if isinstance(n, bool) or not isinstance(n, int):
+                raise TypeError(f"returned {n!r}, not an int")
+            return max(1, n)
+        except Exception as exc:  # noqa: BLE001 - a broken load probe must not stop generation
+            if not self._threads_warned:
+                self._threads_warned = True
+                log.warning("engine threads callable failed (%s); using %d threads", exc, self.base_threads)
+            return self.base_threads
+
+    def _set_threads(self) -> None:
+        """Set the thread count of the next forward on the engine thread (torch products, the C decode step)."""
+        n = self._thread_count()
+        if n != self.threads or torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+            self.threads = n
 
     def _run_calls(self) -> None:
         while True:
@@ -529,6 +573,7 @@ class Engine:
             if req is None:
                 return
             n = min(budget, len(req.ids) - req.filled)
+            self._set_threads()  # per forward: an iteration can prefill several prompts
             try:
                 logits = self._forward_slot(req, n)
             except Exception as exc:  # noqa: BLE001 - one request's failure does not disturb the others
@@ -536,6 +581,7 @@ class Engine:
                 self._remove(req, exc)
                 continue
             budget -= n
+            self.counters[f"prefill_tokens_at_{self.threads}_threads"] += n
             if req.prefilled:  # it sits right after the decoding rows, so it simply becomes one of them
                 self._remember_prefix(req)
                 self._emit(req, int(sample(logits, req.params, req.generator)[0]))
@@ -555,6 +601,7 @@ class Engine:
             return
         n = len(rows)
         assert all(r.slot == i for i, r in enumerate(rows)), "decoding rows must occupy the first slots"
+        self._set_threads()
         dev = self.llm.device
         tokens = torch.tensor([[r.last] for r in rows], dtype=torch.long, device=dev)
         pos_list = [r.filled for r in rows]
@@ -562,7 +609,7 @@ class Engine:
             self._fast = decode_step(self.llm, self._k, self._v, self._pk) or False
         if self._fast:
             pos = torch.tensor(pos_list, dtype=torch.long)
-            logits = self._fast(tokens[:, 0], pos)
+            logits = self._fast(tokens[:, 0], pos, threads=self.threads or None)
             self.counters["c_steps"] += 1
         elif n == 1:
             cache = _SlotView(self._batch_layers(n, any(r.visual is not None for r in rows)))
@@ -577,6 +624,7 @@ class Engine:
         for r in rows:
             r.filled += 1
         self.counters["steps"] += 1
+        self.counters[f"steps_at_{self.threads}_threads"] += 1
         self.counters["rows_decoded"] += n
         greedy = [i for i, r in enumerate(rows) if r.params.temperature == 0]
         picks: dict[int, int] = {}

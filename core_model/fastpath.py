@@ -207,13 +207,15 @@ class DecodeStep:
         self.dim = cfg.dim
 
     def __call__(self, tokens: torch.Tensor, rpos: torch.Tensor, wpos: torch.Tensor | None = None,
-                 kstart: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+                 kstart: torch.Tensor | None = None, rows: torch.Tensor | None = None,
+                 threads: int | None = None) -> torch.Tensor:
         """Logits (B, vocab) of one new token per row.
 
         tokens (B,): the new tokens; rpos (B,): their rotary positions; wpos: where they go in the cache (default
         rpos); kstart: the first cache position each row attends to (default 0); rows: each batch row's cache row
         (default 0..B-1; per-row prompt keys/values are indexed by batch row, not cache row). Every row attends
-        to cache positions kstart..wpos, its own new key included.
+        to cache positions kstart..wpos, its own new key included. threads: how many threads the step uses
+        (default ``torch.get_num_threads()`` of the calling thread); the logits do not depend on it.
         """
         B = tokens.shape[0]
         rpos = rpos.to(torch.int64).contiguous()
@@ -230,7 +232,8 @@ class DecodeStep:
         x = self._embed(tokens.reshape(B, 1)).reshape(B, self.dim).to(torch.float32).contiguous()
         out = torch.empty(B, self.vocab if self._dense_head is None else self.dim, dtype=torch.float32)
         rc = self._lib.lav2_decode(ctypes.addressof(self._model), B, x.data_ptr(), rpos.data_ptr(), wpos.data_ptr(),
-                                   kstart.data_ptr(), off.data_ptr(), out.data_ptr(), torch.get_num_threads())
+                                   kstart.data_ptr(), off.data_ptr(), out.data_ptr(),
+                                   max(1, int(threads)) if threads else torch.get_num_threads())
         if rc == -4:
             raise WeightsFormatError("decode step: a position is outside the cache or the rotary table")
         if rc != 0:

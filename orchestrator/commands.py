@@ -334,7 +334,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         pipeline = build_pipeline(args, expert_workers=workers)
         configure = getattr(pipeline.model, "configure_engine", None)
         if configure is not None:
-            configure(max_batch_size=args.max_batch_size)
+            configure(max_batch_size=args.max_batch_size, threads=_engine_threads())
 
     def answer(row: Any) -> dict[str, Any]:
         r = pipeline.invoke({"image": row.image, "question": row.question})
@@ -352,6 +352,15 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(f"{output}: {summary.written} row(s) written, {summary.skipped} already done, "
           f"{summary.failed} failed (see their 'error'), {summary.total} in the input", file=sys.stderr)
     return 1 if summary.failed else 0
+
+
+def _engine_threads() -> Any:
+    """The engine's thread count beside experts: the cores their running calls leave (orchestrator.load)."""
+    import torch
+
+    from .load import EXPERT_LOAD
+
+    return EXPERT_LOAD.engine_threads(torch.get_num_threads())
 
 
 def _ray_bulk(args: argparse.Namespace, workers: int) -> Any:

@@ -11,6 +11,7 @@ observations still reach the model.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import threading
 import time
@@ -35,6 +36,7 @@ from ._common import (
 )
 from ._model_cache import DEFAULT_MODEL, get_model, model_name, resolve_adapter
 from .experts import EXPERT_LABELS, contribution, resolve_experts
+from .load import EXPERT_LOAD, cpu_heavy
 from .router import ExpertRouter, parse_policy
 
 __all__ = ["DEFAULT_ANSWER_HINT", "VQAResult", "VisualQAPipeline"]
@@ -104,7 +106,10 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         on_missing_vision: ``"warn"`` (answer from the experts, note ``visual_prefix`` off) or ``"error"``.
         expert_workers: at most this many calls run their experts at once (None: no limit). Concurrent calls
             (``batch``, a server, ``lav2 batch``) then keep expert processes such as Tesseract from crowding out
-            the model: later calls wait for their turn while earlier ones generate.
+            the model: later calls wait for their turn while earlier ones generate. CPU-heavy experts (those
+            that read the image: OCR, detection, caption) are counted in :data:`orchestrator.load.EXPERT_LOAD`
+            while they run; an engine configured with ``threads=EXPERT_LOAD.engine_threads()`` (``lav2 batch``,
+            the server) then decodes on the cores they leave free.
         answer_mode: ``"auto"`` (default), ``"extract"`` or ``"generate"`` — also per call as the input key
             ``answer_mode``. ``generate``: the model writes the answer from the context. ``extract``: the answer
             is the span of the text experts' output (``extract_from``) that best answers the question — chosen by
@@ -362,7 +367,8 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
                     self._cache.move_to_end(key)
                     return {**cached, "seconds": 0.0, "cached": True}
         try:
-            result = tool.run_expert(image=image, query=question)
+            with EXPERT_LOAD.busy() if cpu_heavy(tool) else contextlib.nullcontext():
+                result = tool.run_expert(image=image, query=question)
             if result is None:  # an expert outside tools' contract that returned nothing contributes nothing
                 outcome = {"text": "", "error": None, "seconds": round(time.perf_counter() - start, 4)}
             else:

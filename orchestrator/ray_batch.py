@@ -75,7 +75,11 @@ class VQAActor:
         self.pipeline = VisualQAPipeline(**kwargs)
         configure = getattr(self.pipeline.model, "configure_engine", None)  # loads the model here, once
         if configure is not None:
-            configure(max_batch_size=max_batch_size)
+            import torch
+
+            from .load import EXPERT_LOAD
+
+            configure(max_batch_size=max_batch_size, threads=EXPERT_LOAD.engine_threads(torch.get_num_threads()))
         self.concurrency = max_batch_size + 2 * self.expert_workers
         self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="lav2-ray")
 

@@ -180,8 +180,12 @@ class ModelHost:
             pipeline = self._loader()
             model = pipeline.model
             configure = getattr(model, "configure_engine", None)
-            if self.engine_limits and configure is not None:
-                configure(**self.engine_limits)
+            if configure is not None:  # and the engine's threads follow the experts' load (orchestrator.load)
+                import torch
+
+                from ..load import EXPERT_LOAD
+
+                configure(**self.engine_limits, threads=EXPERT_LOAD.engine_threads(torch.get_num_threads()))
             self.chat = ChatLlamaAdapterV2(client=model, max_tokens=pipeline.max_new_tokens,
                                            temperature=pipeline.temperature)
             self.experts = describe_experts(pipeline.experts)
