@@ -8,9 +8,11 @@ generated split of rendered documents (issue 13).
 Levers (each row is the default pipeline except for what it names):
 
 * ``full``      — the default: layout-aware OCR (``layout="rows"``), the reader joins every image question
-                  (``ExpertRouter(reader="ocr")``), ``answer_mode="auto"``, the model with its default adapter
-                  (the reader adapter for smollm2-135m);
-* ``no-adapter``— the base model without the reader adapter;
+                  (``ExpertRouter(reader="ocr")``), ``answer_mode="auto"``, the model with ``--adapter`` (default
+                  ``auto``: the base's default adapter — none for smollm2-135m);
+* ``no-adapter``— the same without any adapter (differs from ``full`` only with ``--adapter``);
+* ``reader``    — the default pipeline with the shipped reader adapter (``adapter="reader"``, smollm2-135m);
+* ``reader-generate`` — the reader adapter writing every answer (``answer_mode="generate"``);
 * ``generate``  — the model writes every answer (``answer_mode="generate"``): no extraction;
 * ``lines``     — Tesseract's own lines (``OCRTool(layout="lines")``) instead of visual rows;
 * ``no-reader`` — routing by keywords only (``ExpertRouter(reader=None)``): OCR only when a keyword names it;
@@ -30,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-LEVERS = ("full", "no-adapter", "generate", "lines", "no-reader", "none")
+LEVERS = ("full", "no-adapter", "reader", "reader-generate", "generate", "lines", "no-reader", "none")
 
 
 def build(lever: str, model: object) -> tuple[object, dict]:
@@ -43,7 +45,7 @@ def build(lever: str, model: object) -> tuple[object, dict]:
     if lever == "lines":
         experts = [OCRTool(layout="lines") if e.name == "ocr" else e for e in experts]
     router = ExpertRouter("auto", reader=None) if lever == "no-reader" else "auto"
-    mode = "generate" if lever in ("generate", "none") else "auto"
+    mode = "generate" if lever in ("generate", "none", "reader-generate") else "auto"
     pipeline = VisualQAPipeline(model, experts=experts, router=router, answer_mode=mode)
     return pipeline, ({"experts": "none"} if lever == "none" else {})
 
@@ -73,8 +75,11 @@ def main() -> int:
     adapter = resolve_adapter(args.model, args.adapter)
     model = get_model(args.model, adapter)
     bare = get_model(args.model) if "no-adapter" in levers else None
-    pipelines = {lever: build("full" if lever == "no-adapter" else lever, bare if lever == "no-adapter" else model)
-                 for lever in levers}
+    reader = get_model(args.model, "reader") if {"reader", "reader-generate"} & set(levers) else None
+    pipelines = {}
+    for lever in levers:
+        chosen = bare if lever == "no-adapter" else reader if lever.startswith("reader") else model
+        pipelines[lever] = build("full" if lever in ("no-adapter", "reader") else lever, chosen)
     right: dict[str, dict[str, int]] = {lever: {} for lever in levers}
     seconds = {lever: 0.0 for lever in levers}
     kinds: dict[str, int] = {}

@@ -107,8 +107,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="answer modes to measure with experts, comma-separated from generate, extract, auto "
                         "(sent as the pipeline input's answer_mode; default: the pipeline's own mode only)")
     p.add_argument("--compare-adapter", action="store_true",
-                   help="also ask every experts variant of the model without its adapter (the reader adapter of "
-                        "the default model), as <variant>/no-adapter: the adapter's effect in the same run")
+                   help="also ask every experts variant of the model without its adapter (e.g. --adapter reader), "
+                        "as <variant>/no-adapter: the adapter's effect in the same run")
     p.add_argument("--html", default=None, metavar="FILE",
                    help="also write a self-contained HTML report (thumbnails, questions, expert context, every "
                         "variant's answer, right/wrong)")
@@ -128,9 +128,10 @@ def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None
                    help="base model: preset, HF/Meta directory or .gguf (default smollm2-135m; random:tiny is an "
                         "instant random model for dry runs)")
     g.add_argument("--adapter", default="auto",
-                   help="auto (default): the adapter shipped for --model — the reader adapter for smollm2-135m, "
-                        "trained on OCR'd documents; none: the base model alone; or an adapter directory, official "
-                        ".pth, or adapter preset")
+                   help="auto (default): the adapter shipped as --model's default (none today); reader: the reader "
+                        "adapter trained for smollm2-135m on OCR'd documents (better answers in --answer-mode "
+                        "generate); none: the base model alone; or an adapter directory, official .pth, or adapter "
+                        "preset")
     g.add_argument("--vision", default=None, help="CLIP for the visual prefix: open_clip MODEL:PRETRAINED or a "
                                                   "local checkpoint")
     g.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")

@@ -86,9 +86,10 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
     Args:
         model: a loaded ``core_model`` model, a ``ChatLlamaAdapterV2``/``LlamaAdapterV2LLM`` (its model is used),
             or a base to load (default ``smollm2-135m``; ``random:tiny`` for tests). Loaded once and shared.
-        adapter: ``"auto"`` (default): the adapter shipped for the base — the *reader adapter* for the offline
-            default ``smollm2-135m`` (trained on OCR'd documents by ``lav2 train``, README "The reader adapter"),
-            none for other bases; ``None``/``"none"``: no adapter; else a directory, official ``.pth`` or preset.
+        adapter: ``"auto"`` (default): the adapter shipped as the base's default (none today: the base model
+            answers best in the default ``auto`` answer mode); ``"reader"``: the *reader adapter* trained for
+            ``smollm2-135m`` on OCR'd documents by ``lav2 train`` (better ``generate`` answers; README "The reader
+            adapter"); ``None``/``"none"``: no adapter; else a directory, official ``.pth`` or preset.
         vision, device, dtype: ``load_model`` arguments when ``model`` is a name.
         experts: ``None`` (default set: OCR, detection, caption, local and web search), ``"all"`` (plus plugins
             and registered experts), or a list of experts (``tools`` experts, LangChain tools, or plain functions

@@ -1,4 +1,4 @@
-"""The reader adapter's training set (`lav2 reader-data`) and the shipped adapter as the pipeline's default."""
+"""The reader adapter's training set (`lav2 reader-data`) and the shipped adapter (`--adapter reader`)."""
 from __future__ import annotations
 
 import json
@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 
+from core_model.errors import ModelLoadError
 from orchestrator._model_cache import DEFAULT_MODEL, READER_ADAPTER, resolve_adapter
 from orchestrator.cli import main
 from orchestrator.reader import build_reader_set, general_questions, printed_answer
@@ -64,9 +65,49 @@ def test_reader_data_refuses_test_kinds_in_one_line(tmp_path, capsys):
     assert "error:" in err and "invoice" in err and len(err.strip().splitlines()) == 1
 
 
-def test_auto_adapter_is_the_reader_for_the_default_model_only():
+def test_adapter_names_auto_is_the_base_and_reader_is_the_shipped_adapter():
+    """`auto` loads no adapter (the reader measured worse in the default answer mode, bench/RESULTS.md); `reader` is
+    the shipped adapter, which is in the repo and small."""
     assert resolve_adapter("random:tiny", "auto") is None
+    assert resolve_adapter(DEFAULT_MODEL, "auto") is None
     assert resolve_adapter(DEFAULT_MODEL, None) is None and resolve_adapter(DEFAULT_MODEL, "none") is None
     assert resolve_adapter(DEFAULT_MODEL, "paper") == "paper"
-    shipped = (READER_ADAPTER / "adapter.safetensors").is_file()
-    assert resolve_adapter(DEFAULT_MODEL, "auto") == (str(READER_ADAPTER) if shipped else None)
+    assert resolve_adapter(DEFAULT_MODEL, "reader") == str(READER_ADAPTER)
+    with pytest.raises(ModelLoadError, match="trained for smollm2-135m"):
+        resolve_adapter("random:tiny", "reader")
+    weights = READER_ADAPTER / "adapter.safetensors"
+    assert weights.is_file() and weights.stat().st_size < 10 * 2**20
+
+
+def _fixed_ocr(image=None):
+    """Reads the text printed in the image."""
+    return ("CORNER MARKET\n12 Elm Street\nApples | 3.20\nBread | 2.45\nMilk | 1.10\nSUBTOTAL | 6.75\nTAX | 0.54\n"
+            "TOTAL | 7.29\nThank you!")
+
+
+def test_shipped_reader_adapter_answers_with_the_printed_span_and_keeps_chat():
+    """The reader adapter loads by name everywhere a model is loaded (`get_model`, pipelines, --adapter reader),
+    changes the model (trained gates), writes answers as printed when it generates, and still chats."""
+    pytest.importorskip("gguf")
+    from PIL import Image
+
+    from orchestrator import VisualQAPipeline, get_model
+
+    reader = get_model(DEFAULT_MODEL, "reader")
+    base = get_model(DEFAULT_MODEL)
+    assert reader is not base
+    ocr = _fixed_ocr
+    ocr.__name__ = "ocr"
+    image = Image.new("RGB", (32, 32), "white")
+    pipeline = VisualQAPipeline(reader, experts=[ocr], router=["ocr"], answer_mode="generate")
+    answers = {q: pipeline.invoke({"image": image, "question": q})["answer"]
+               for q in ("What is the total?", "How much did the bread cost?", "How much was the tax?",
+                         "What is the name of the shop?")}
+    assert answers == {"What is the total?": "7.29", "How much did the bread cost?": "2.45",
+                       "How much was the tax?": "0.54", "What is the name of the shop?": "CORNER MARKET"}
+    chat = VisualQAPipeline(reader, experts=[])
+    prompt, stop = chat.build_prompt("What is the capital of France?", "")
+    assert "Paris" in reader.generate(prompt, max_new_tokens=24, temperature=0.0, stop=stop).text
+    prompt_b, _ = VisualQAPipeline(base, experts=[]).build_prompt("What is the total?", "TOTAL | 7.29")
+    assert reader.generate(prompt_b, max_new_tokens=12, temperature=0.0, stop=stop).text != \
+        base.generate(prompt_b, max_new_tokens=12, temperature=0.0, stop=stop).text
