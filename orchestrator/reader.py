@@ -11,6 +11,12 @@ well — the answer it writes (``generate``) and the log-probabilities it gives 
   ``rows`` layout) and :meth:`VisualQAPipeline.build_prompt`, so the user turn is byte for byte what the model
   sees when answering; the target is the answer as printed. A question whose answer the OCR lost is left out (it
   would teach the model to invent).
+* **generic records** (``records=N``, ``--records N``; default 0) — N documents of the train-only kind ``record``
+  in addition: fields from a catalogue of many domains (travel, healthcare, banking, HR, logistics, legal, IT ...)
+  in many layouts (label/value rows, two columns, sections, tables, billed lines, unlabelled blocks) with varied
+  question phrasings, so the reader learns to find the value a question asks for rather than the dev kinds'
+  layouts. They go through exactly the same path as the dev-kind documents (OCR, prompt, printed answer,
+  questions the OCR lost left out); never a test/holdout kind, never an evaluation seed.
 * **general instructions** — plain-chat questions (facts, arithmetic, short instructions) and open questions
   about the same documents, answered by the *base model itself* (greedy, no adapter): training on its own replies
   keeps plain chat where it was while the document questions move the reader.
@@ -20,6 +26,7 @@ Output: ``<out>/reader.json`` (OpenAI-style ``messages`` records, the format ``l
 smollm2_reader.yaml`` and the README section "The reader adapter".
 
     lav2 reader-data runs/reader/data --docs-per-kind 120 --general 360
+    lav2 reader-data runs/reader/data --docs-per-kind 120 --records 960 --general 360   # + generic records
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ import random
 import re
 import time
 from collections.abc import Sequence
+from itertools import chain
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,17 +175,19 @@ def prompt_parts(pipeline: Any, image: Any, question: str) -> tuple[str, Any, di
 
 def build_reader_set(out_dir: str | Path, *, docs_per_kind: int = 120, general: int = 360,
                      open_doc_share: float = 0.3, kinds: Sequence[str] | None = None, seed: int = 0,
-                     pipeline: Any = None, progress: bool = True) -> ReaderSetStats:
+                     pipeline: Any = None, progress: bool = True, records: int = 0) -> ReaderSetStats:
     """Write ``reader.json`` + ``manifest.json`` into ``out_dir`` (see the module docstring).
 
-    ``docs_per_kind`` training documents of each dev kind (``kinds``: a subset of them); ``general`` self-answered
-    instructions, ``open_doc_share`` of them open questions about the rendered documents (the rest plain chat).
+    ``docs_per_kind`` training documents of each dev kind (``kinds``: a subset of them); ``records`` documents of
+    the train-only generic kind ``record`` in addition (same seeds block, same pipeline path); ``general``
+    self-answered instructions, ``open_doc_share`` of them open questions about the rendered documents (the rest
+    plain chat).
     ``pipeline``: the :class:`VisualQAPipeline` whose experts and prompts are mimicked (default: the offline
     default *without* the reader adapter — the targets of the general share are the base model's replies).
     """
     from tqdm import tqdm
 
-    from training.documents import SPLITS, TRAIN_SEED_START, answer_in_text, train_documents
+    from training.documents import SPLITS, TRAIN_ONLY_KINDS, TRAIN_SEED_START, answer_in_text, train_documents
 
     from .pipeline import VisualQAPipeline
 
@@ -186,19 +196,26 @@ def build_reader_set(out_dir: str | Path, *, docs_per_kind: int = 120, general: 
     kinds = tuple(kinds or SPLITS["dev"])
     bad = [k for k in kinds if k not in SPLITS["dev"]]
     if bad:  # before any model is loaded or document rendered
+        hint = "; train-only kinds come with --records N" if set(bad) & set(TRAIN_ONLY_KINDS) else ""
         raise ValueError(f"{', '.join(bad)}: not dev kinds — the reader trains on dev kinds only "
-                         f"({', '.join(SPLITS['dev'])}); test and holdout kinds measure what training did not see")
+                         f"({', '.join(SPLITS['dev'])}); test and holdout kinds measure what training did not see"
+                         + hint)
+    if docs_per_kind < 0 or records < 0:
+        raise ValueError(f"docs_per_kind and records must be >= 0, got {docs_per_kind} and {records}")
     if pipeline is None:
         pipeline = VisualQAPipeline(adapter=None)
     stats = ReaderSetStats()
-    records: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []  # the reader.json records
     rng = random.Random(seed)
     n_open = int(round(general * open_doc_share))
     open_docs: list[tuple[Any, str, str]] = []  # (image, question, source) answered by the base model below
 
     t0 = time.perf_counter()
-    docs = train_documents(docs_per_kind, kinds, start=TRAIN_SEED_START + seed * 100_000)
-    bar = tqdm(docs, total=docs_per_kind * len(kinds), desc="documents (OCR)", unit="doc", disable=not progress)
+    start = TRAIN_SEED_START + seed * 100_000
+    n_docs = docs_per_kind * len(kinds) + records
+    docs = chain(train_documents(docs_per_kind, kinds, start=start),
+                 train_documents(records, TRAIN_ONLY_KINDS, start=start))
+    bar = tqdm(docs, total=n_docs, desc="documents (OCR)", unit="doc", disable=not progress)
     for doc in bar:
         stats.documents += 1
         for j, qa in enumerate(doc.questions):
@@ -209,9 +226,9 @@ def build_reader_set(out_dir: str | Path, *, docs_per_kind: int = 120, general: 
             if target is None:
                 stats.skipped_not_read += 1
                 continue
-            records.append(_record(user, target, f"{doc.kind}/{doc.seed}/{j}/{qa.field}"))
+            rows.append(_record(user, target, f"{doc.kind}/{doc.seed}/{j}/{qa.field}"))
             stats.document_questions += 1
-        if len(open_docs) < n_open and rng.random() < max(0.05, 2.0 * n_open / max(1, docs_per_kind * len(kinds))):
+        if len(open_docs) < n_open and rng.random() < max(0.05, 2.0 * n_open / max(1, n_docs)):
             open_docs.append((doc.image, rng.choice(_OPEN_DOC_QUESTIONS), f"{doc.kind}/{doc.seed}/open"))
         pipeline._cache.clear()  # one document's OCR is reused by its questions, never across documents
     stats.seconds["documents"] = round(time.perf_counter() - t0, 1)
@@ -227,7 +244,7 @@ def build_reader_set(out_dir: str | Path, *, docs_per_kind: int = 120, general: 
         if completion.completion_tokens >= max_new or not reply:
             stats.skipped_truncated += 1  # a reply cut at max_new_tokens would teach stopping mid-sentence
             continue
-        records.append(_record(user, reply, source))
+        rows.append(_record(user, reply, source))
         if image is None:
             stats.general_chat += 1
         else:
@@ -235,29 +252,34 @@ def build_reader_set(out_dir: str | Path, *, docs_per_kind: int = 120, general: 
         pipeline._cache.clear()
     stats.seconds["general"] = round(time.perf_counter() - t1, 1)
 
-    random.Random(seed + 1).shuffle(records)
-    (out / "reader.json").write_text(json.dumps(records, indent=0, ensure_ascii=False))
-    manifest = {"records": len(records), "kinds": list(kinds), "docs_per_kind": docs_per_kind,
-                "seed_start": TRAIN_SEED_START + seed * 100_000, "general_requested": general,
+    random.Random(seed + 1).shuffle(rows)
+    (out / "reader.json").write_text(json.dumps(rows, indent=0, ensure_ascii=False))
+    manifest = {"records": len(rows), "kinds": list(kinds), "docs_per_kind": docs_per_kind,
+                "record_documents": records, "seed_start": start, "general_requested": general,
                 "model": pipeline.describe_model(), "stats": stats.__dict__}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    log.info("reader set: %d records in %s", len(records), out / "reader.json")
+    log.info("reader set: %d records in %s", len(rows), out / "reader.json")
     return stats
 
 
 # -- CLI --------------------------------------------------------------------------------------------------
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reader-data", help="write the reader adapter's training set (rendered dev-kind documents, "
-                                           "OCR'd and prompted as the pipeline does)",
+    p = sub.add_parser("reader-data", help="write the reader adapter's training set (rendered dev-kind documents "
+                                           "and optional generic records, OCR'd and prompted as the pipeline does)",
                        description="Render training documents of the dev kinds (never test/holdout kinds, never "
                                    "evaluation seeds), run the pipeline's router and experts on each, and write "
                                    "OUT/reader.json (messages records for `lav2 train`, format sharegpt) with the "
                                    "printed answers as targets, plus general instructions answered by the base "
-                                   "model itself so plain chat is kept. Then: lav2 train "
-                                   "training/configs/smollm2_reader.yaml")
+                                   "model itself so plain chat is kept. --records N adds N generic 'record' "
+                                   "documents (a train-only kind of many domains and layouts) through the same "
+                                   "path. Then: lav2 train training/configs/smollm2_reader.yaml")
     p.add_argument("out", help="output directory (reader.json, manifest.json)")
     p.add_argument("--docs-per-kind", type=int, default=120, help="documents per dev kind (default 120; ~3 "
-                   "questions each, ~0.5 s of OCR per document)")
+                   "questions each, ~0.5 s of OCR per document; 0 with --records for generic records only)")
+    p.add_argument("--records", type=int, default=0, metavar="N",
+                   help="N generic 'record' documents in addition (a train-only kind: fields of many domains in "
+                        "many layouts, to teach finding the asked value in any document; same OCR and prompts as "
+                        "the dev kinds; default 0)")
     p.add_argument("--general", type=int, default=360, help="self-answered general instructions (default 360)")
     p.add_argument("--open-share", type=float, default=0.3,
                    help="share of the general instructions that are open questions about a document (default 0.3)")
@@ -269,12 +291,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_reader_data(args: argparse.Namespace) -> int:
     from .errors import ReaderDataError
 
-    if args.docs_per_kind < 1 or args.general < 0 or not 0.0 <= args.open_share <= 1.0:
-        raise ReaderDataError("--docs-per-kind must be >= 1, --general >= 0 and --open-share in [0, 1]")
+    if args.docs_per_kind < 0 or args.records < 0 or args.docs_per_kind + args.records < 1 or args.general < 0 \
+            or not 0.0 <= args.open_share <= 1.0:
+        raise ReaderDataError("--docs-per-kind and --records must be >= 0 (one of them >= 1), --general >= 0 and "
+                              "--open-share in [0, 1]")
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
     try:
         stats = build_reader_set(args.out, docs_per_kind=args.docs_per_kind, general=args.general,
-                                 open_doc_share=args.open_share, kinds=kinds, seed=args.seed)
+                                 open_doc_share=args.open_share, kinds=kinds, seed=args.seed,
+                                 records=args.records)
     except ValueError as e:  # a test/holdout or unknown kind
         raise ReaderDataError(str(e)) from None
     print(json.dumps({"out": str(Path(args.out) / "reader.json"), **stats.__dict__}, indent=1))

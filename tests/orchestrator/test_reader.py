@@ -57,6 +57,7 @@ def test_reader_set_is_the_pipelines_own_prompts(tmp_path):
     assert stats.general_chat + stats.general_documents + stats.skipped_truncated == 4
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["records"] == len(records) and manifest["seed_start"] >= 10_000
+    assert manifest["record_documents"] == 0  # generic records only on request
 
 
 def test_reader_data_refuses_test_kinds_in_one_line(tmp_path, capsys):
@@ -111,3 +112,40 @@ def test_shipped_reader_adapter_answers_with_the_printed_span_and_keeps_chat():
     prompt_b, _ = VisualQAPipeline(base, experts=[]).build_prompt("What is the total?", "TOTAL | 7.29")
     assert reader.generate(prompt_b, max_new_tokens=12, temperature=0.0, stop=stop).text != \
         base.generate(prompt_b, max_new_tokens=12, temperature=0.0, stop=stop).text
+
+
+@needs_tesseract
+def test_reader_data_adds_generic_records_through_the_same_path(tmp_path, monkeypatch, capsys):
+    """`--records N` renders N train-only `record` documents besides the dev kinds and prompts them exactly like
+    the dev documents (context from the experts, answer as printed); the CLI runs on random:tiny here."""
+    import orchestrator.pipeline as pipeline_module
+
+    real = pipeline_module.VisualQAPipeline
+    monkeypatch.setattr(pipeline_module, "VisualQAPipeline",
+                        lambda *a, **kw: real("random:tiny", adapter=None, max_new_tokens=6))
+    out = tmp_path / "r"
+    assert main(["reader-data", str(out), "--records", "1", "--docs-per-kind", "1", "--kinds", "sign",
+                 "--general", "0"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["documents"] == 2 and printed["general_chat"] == 0
+    records = json.loads((out / "reader.json").read_text())
+    kinds = {r["id"].split("/")[0] for r in records}
+    assert kinds <= {"sign", "record"} and "record" in kinds, kinds
+    for r in records:
+        user, target = r["messages"][0]["content"], r["messages"][1]["content"]
+        assert user.startswith("Context:\n[Text in the image]") and "Answer briefly." in user
+        assert target.lower() in user.lower()
+        assert int(r["id"].split("/")[1]) >= 10_000
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["record_documents"] == 1 and manifest["kinds"] == ["sign"]
+    assert manifest["records"] == len(records) == printed["document_questions"]
+
+
+def test_reader_data_refuses_record_as_a_dev_kind_and_empty_sets(tmp_path, capsys):
+    assert main(["reader-data", str(tmp_path), "--kinds", "record", "--docs-per-kind", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "record" in err and "--records" in err and len(err.strip().splitlines()) == 1
+    assert main(["reader-data", str(tmp_path), "--docs-per-kind", "0"]) == 2
+    assert "--records" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not dev kinds"):  # records never open the door to a test kind
+        build_reader_set(tmp_path, docs_per_kind=0, records=1, kinds=["invoice"])
