@@ -77,7 +77,25 @@ def import_ultralytics() -> Any:
     with contextlib.redirect_stdout(sys.stderr):
         import ultralytics
     _send_ultralytics_output_to_stderr()
+    _restore_pil_open()
     return ultralytics
+
+
+def _restore_pil_open() -> None:
+    """Undo ultralytics' process-wide patch of ``PIL.Image.open``.
+
+    ``import ultralytics`` replaces ``PIL.Image.open`` for the whole process with a wrapper that, on any file Pillow
+    cannot identify, runs ``check_requirements("pi-heif")`` (a ``pip install`` unless ``YOLO_AUTOINSTALL`` is off)
+    and imports it. Every image decoder of the process would then answer an unreadable upload with that — a
+    ``ModuleNotFoundError`` instead of a clean "not an image" error, or a package install triggered by untrusted
+    input. The detector does not need it (it reads images with OpenCV and ultralytics' own saved copy of the
+    original), so Pillow's own ``open`` is put back."""
+    from PIL import Image
+
+    patches = sys.modules.get("ultralytics.utils.patches")
+    original = getattr(patches, "_image_open", None)
+    if original is not None and Image.open is getattr(patches, "image_open", None):
+        Image.open = original
 
 
 def _local_font() -> Path | None:

@@ -146,3 +146,22 @@ def test_an_expert_returning_none_contributes_nothing():
     qa = VisualQAPipeline(random_model("tiny"), experts=[silent], router=["silent"], max_new_tokens=2)
     out = qa.invoke({"image": png_bytes(), "question": "what is this?"})
     assert out.experts["silent"] == "" and "None" not in out.context
+
+
+def test_the_detection_expert_leaves_pil_open_alone_so_a_bad_image_is_still_an_image_error():
+    """`import ultralytics` patches `PIL.Image.open` for the whole process: an unidentifiable file then made it try
+    to install and import pi-heif, so `open_image(garbage)` raised ModuleNotFoundError (not ImageError) in any
+    process where the detection expert had run — a server, `lav2 batch`. The expert puts Pillow's own open back."""
+    pytest.importorskip("ultralytics")
+    from PIL import Image
+
+    from core_model import ImageError
+    from core_model.images import open_image
+    from tools.detection import import_ultralytics
+
+    import_ultralytics()
+    import ultralytics.utils.patches as patches
+
+    assert Image.open is not patches.image_open and Image.open is patches._image_open
+    with pytest.raises(ImageError, match="not a recognised image format"):
+        open_image(b"this is not an image at all" * 4)
