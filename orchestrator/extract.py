@@ -49,7 +49,7 @@ ANSWER_MODES = ("generate", "extract", "auto")
 _QUESTION_TYPES: list[tuple[str, str]] = [
     ("email", r"\b(e-?mail|email address)\b"),
     ("phone", r"\b(phone|telephone|tel|mobile|cell|fax|call)\b"),
-    ("website", r"\b(website|web site|url|web address|homepage)\b"),
+    ("website", r"\b(website|web site|url|web address|homepage|online|on the web|internet)\b"),
     ("quantity", r"\b(weight|weigh|weighs|net wt|volume|size|capacity|length|width|height|depth|dimensions?|"
                  r"how (heavy|big|large|long|tall|wide)|dose|dosage|strength|contents?|contains?|quantity|qty)\b"),
     ("money", r"\bhow much\b|\b(cost|costs|costed|price|prices|priced|total|subtotal|sub-total|amount|pay|paid|"
@@ -77,13 +77,17 @@ _TYPE_KINDS: dict[str, tuple[str, ...]] = {
     "phone": ("phone",),
     "website": ("website",),
     "money": ("money",),
-    "count": ("integer",),
+    "count": ("integer", "number", "quantity"),
     "time": ("time",),
     "date": ("date", "time"),
     "code": ("code", "integer", "number"),
-    "name": ("name", "cell", "line"),
+    "name": ("name", "address", "cell", "line"),
     "quantity": ("quantity", "number", "integer", "cell"),
+    "field": ("cell", "code", "integer", "number", "quantity", "name", "date", "time", "money", "email", "phone",
+              "website", "address"),
 }
+#: a "field" question is answered only by a span whose label says so (else ``auto`` generates)
+_FIELD_MIN_LABEL = 0.5
 #: what kind of name a "name" question asks for
 _ROLES: list[tuple[str, re.Pattern[str]]] = [
     ("title", re.compile(r"\b(title|titled|headline|called|name of (the|this) (book|film|movie|show|event|album|song|"
@@ -91,6 +95,7 @@ _ROLES: list[tuple[str, re.Pattern[str]]] = [
     ("org", re.compile(r"\b(company|firm|shop|store|restaurant|cafe|café|hotel|bank|business|brand|maker|"
                        r"manufacturer|made by|supplier|provider|vendor|merchant|publisher|published|publishes|"
                        r"issuer|issued by|pharmacy|clinic|organi[sz]er|organi[sz]ation|sponsor)\b")),
+    ("address", re.compile(r"^(?!.*\b(city|town|village|country|venue)\b).*\b(address|located|street|based)\b")),
     ("place", re.compile(r"\b(venue|place|destination|city|town|village|country|location|station|airport|"
                          r"building|museum|gym|park|library|school|hospital|club|where)\b")),
     ("person", re.compile(r"\b(who|whom|whose|author|wrote|written by|surname|first name|last name|family name|"
@@ -104,7 +109,16 @@ _ORG_WORDS = set("""ltd limited inc llc plc gmbh ag sa co corp corporation compa
 publishing publishers house editions media studio studios bank energy power electric electricity gas water broadband
 telecom mobile insurance services solutions systems industries foods trading market supermarket grocery pharmacy
 bakery cafe café restaurant kitchen bar grill bistro trattoria diner hotel store stores shop hardware motors
-airlines airways rail railways transport logistics express courier post clinic labs laboratories""".split())
+airlines airways rail railways transport logistics express courier post clinic labs laboratories solicitors
+legal law chambers society council club association trust foundation agency institute academy events vets
+veterinary mutual cargo freight metals growers farm farms dairy""".split())
+#: words that end the title of a document ("Consignment Note", "Case Summary", "ENTRY PASS"): such a line names
+#: what the document is, never a person, an organisation or a place
+_DOCUMENT_WORDS = set("""note notice letter order summary receipt confirmation report record certificate pass permit
+plan statement invoice bill ticket card form list registration appointment application agreement contract schedule
+itinerary booking request slip voucher quote quotation estimate memo memorandum minutes policy licence license
+details sheet log summary overview renewal reminder acknowledgement acknowledgment claim request transcript
+prescription label manifest waybill""".split())
 _PLACE_WORDS = set("""park pool centre center hall station airport terminal street road avenue lane square museum
 library theatre theater stadium arena gardens garden beach market church cathedral school college university
 hospital clinic hotel zoo gallery club plaza court bridge harbour harbor port pier tower castle palace cinema
@@ -143,8 +157,12 @@ def _shape(role: str | None, text: str) -> float:
     their generic words ("Press", "Energy", "Centre", "Pool"); a title is not a person's name."""
     if role is None:
         return 0.0
+    if _PATTERNS_BY_KIND["address"].fullmatch(text.strip()):
+        return {"address": 1.0, "place": 0.5}.get(role, 0.0)
+    if role == "address":
+        return 0.0
     words = re.findall(r"[A-Za-z][A-Za-z'’-]*", text)
-    if not words or any(ch.isdigit() for ch in text):
+    if not words or any(ch.isdigit() for ch in text) or _is_document_title(words):
         return 0.0
     lower = [w.lower() for w in words]
     capitalised = all(w[0].isupper() for w in words if w.lower() not in _FUNCTION_WORDS)
@@ -168,6 +186,13 @@ def _shape(role: str | None, text: str) -> float:
     return 0.0
 
 
+def _is_document_title(words: Sequence[str]) -> bool:
+    """"Consignment Note", "QUALITY INSPECTION RECORD", "Certificate of Insurance": the phrase names a kind of
+    document (its first or last word is a document word)."""
+    return bool(words) and (words[-1].lower() in _DOCUMENT_WORDS or
+                            (words[0].lower() in _DOCUMENT_WORDS and len(words) >= 3 and words[1].lower() == "of"))
+
+
 #: questions after whoever issued the document: its first lines name it (a shop's receipt, a brand's label)
 _ISSUER = re.compile(r"\b(company|firm|shop|store|restaurant|cafe|café|hotel|bank|business|brand|maker|manufacturer|"
                      r"supplier|provider|vendor|merchant|issuer|pharmacy|clinic|hospital|school|library|"
@@ -176,12 +201,14 @@ _ISSUER = re.compile(r"\b(company|firm|shop|store|restaurant|cafe|café|hotel|ba
 _STOP = set("""a an the this that these those is are was were be been am do does did of on in at to for from by
 with and or what which who whom whose how when where why it its it's there here please tell me i my you your we our
 they their can could would should will shall may might must say says said shown show written printed on image
-picture photo document page much many
+picture photo document page much many have has had get gets got given listed stated mentioned appear appears
 receipt menu ticket form card bill invoice sign label poster letter note flyer leaflet brochure cover book
 package parcel box bottle screen screenshot sticker tag""".split())
 """The question words above name the document, not a field of it ("the total on this receipt")."""
 #: words that name the kind of answer rather than the field: they count, but less
 _TYPE_WORDS = set("""number no num code id name date time amount price cost costs total value""".split())
+#: label words that only say a value is a number ("Seal no."): no less specific for it
+_NUMBERING = {"no", "nr", "num", "number", "#"}
 #: standard field-name synonyms (question word -> label words that mean the same)
 _SYNONYMS: dict[str, tuple[str, ...]] = {
     "sender": ("from", "shipper", "sent"),
@@ -213,6 +240,9 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "weigh": ("weight", "wt", "net"),
     "weighs": ("weight", "wt", "net"),
     "weight": ("wt", "net"),
+    "heavy": ("weight", "wt", "weighs", "mass"),
+    "identifies": ("id", "ref", "reference", "no", "number"),
+    "identify": ("id", "ref", "reference", "no", "number"),
     "contain": ("volume", "contents", "net", "wt", "weight", "vol"),
     "contains": ("volume", "contents", "net", "wt", "weight", "vol"),
     "destination": ("to", "arrival", "arrive", "arrives", "towards", "for"),
@@ -221,8 +251,6 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "departure": ("from", "depart", "departs", "origin"),
     "leave": ("from", "departure", "departs"),
     "leaves": ("from", "departure", "departs"),
-    "arrive": ("to", "arrival", "destination"),
-    "arrival": ("to", "arrive", "destination"),
     "going": ("to", "destination"),
     "start": ("from", "departure", "departs", "origin"),
     "starts": ("from", "departure", "departs", "origin"),
@@ -235,13 +263,28 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "applicant": ("name",),
     "customer": ("name", "account", "client"),
     "venue": ("at", "location", "place"),
+    "check-in": ("arrival", "arrive", "arriving", "from"),
+    "check-out": ("departure", "depart", "departing", "leaving", "until"),
+    "arrive": ("to", "arrival", "destination", "delivery", "delivered", "eta", "expected"),
+    "arrival": ("to", "arrive", "destination", "delivery", "delivered", "eta", "expected"),
+    "dispatch": ("dispatched", "despatch", "shipped", "sent", "collected", "posted"),
+    "dispatched": ("dispatch", "despatch", "shipped", "sent", "collected", "posted"),
+    "shipped": ("dispatch", "dispatched", "despatch", "sent", "collected", "posted"),
+    "resolution": ("resolved", "closed", "fixed"),
+    "reported": ("logged", "raised", "opened", "report", "filed"),
+    "applied": ("application", "submitted", "applied"),
+    "deposit": ("advance", "prepaid", "down", "upfront"),
+    "hour": ("hourly", "hr", "per"),
+    "represents": ("representative", "represented", "counsel", "solicitor", "attorney", "lawyer", "agent"),
+    "owed": ("due", "payable", "balance", "fees", "fee", "total"),
+    "trip": ("outbound", "departure", "travel", "journey"),
 }
 
 # --------------------------------------------------------------------------------------- candidate spans
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("email", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
-    ("website", re.compile(r"\b(?:https?://)?(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|co|uk|de|"
+    ("website", re.compile(r"(?<![@\w.-])(?:https?://)?(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|co|uk|de|"
                            r"fr|eu|info|biz|edu|gov)(?:/\S*)?\b", re.IGNORECASE)),
     ("date", re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b|"
                         rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}\s*,?\s+\d{{2,4}}\b|"
@@ -257,12 +300,17 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("quantity", re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?\s?(?:kg|g|mg|mcg|µg|ml|l|cl|dl|oz|fl oz|lb|lbs|cm|mm|m|km|"
                             r"in|ft|%|pcs|pieces|tablets|capsules|caps|tabs|sheets|rolls|servings)(?![\w])",
                             re.IGNORECASE)),
+    ("address", re.compile(r"\b\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][A-Za-z'’-]+\s+){0,3}(?:Street|St|Road|Rd|Lane|Ln|"
+                           r"Avenue|Ave|Way|Drive|Dr|Close|Crescent|Place|Pl|Square|Sq|Walk|View|Court|Ct|Terrace|"
+                           r"Hill|Row|Gardens|Parade|Boulevard|Blvd|Quay|Wharf|Mews|Grove|Green|Rise|Highway|Hwy)\b\.?")),
     ("number", re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w]|[.,]\d)")),
     ("name", re.compile(r"\b[A-Z][A-Za-z'’.-]*\.?(?:[ ]+(?:[A-Z][A-Za-z'’.-]*|de|van|von|da|di|le|la|du|of|the|and|&))"
                         r"{0,4}[ ]+[A-Z][A-Za-z'’-]+\b|\b[A-Z][A-Za-z]{2,}\b")),
 ]
 #: a small preference among equally labelled spans: the most specific kind of span first
 _KIND_PRIOR = {"name": 0.3, "cell": 0.15, "line": 0.0, "quantity": 0.5}
+#: per question type: a count is a whole number first, a decimal ("113.6 hectares") second
+_TYPE_PRIOR = {"count": {"number": -0.3, "quantity": -0.3}}
 _ISSUER_PRIOR = (1.0, 0.5)
 #: words beside a value that do not label it
 _UNITS = set("eur usd gbp chf jpy cad aud sek nok dkk pln czk inr cny rmb kr eu us uk each ea per pcs pc x incl "
@@ -273,6 +321,15 @@ _END_WORDS = re.compile(r"\b(close|closes|closing|closed|end|ends|ending|finish|
 _START_WORDS = re.compile(r"\b(open|opens|opening|start|starts|starting|begin|begins|from|first|earliest|depart|"
                           r"departs|departure|leave|leaves|check-?in|issued|valid from)\b")
 _PATTERNS_BY_KIND = dict(_PATTERNS)
+#: label words that mark the start / the end of a period or an account ("Opening balance", "Valid until")
+_START_LABEL = set("open opens opening start starts starting begin begins beginning from previous initial "
+                   "commencement commences effective".split())
+#: questions after the start / the end of a period or an account (narrower than _START_WORDS: "When was it
+#: issued?" or "What time do doors open?" ask for no start)
+_Q_START = re.compile(r"\b(start|starts|starting|begin|begins|beginning|initial|initially|opening balance|"
+                      r"from (what|which|when))\b|\bfrom\W*$")
+_Q_END = re.compile(r"\b(end|ends|ending|until|till|finish|finishes|final|closing balance|expire|expires|expiry)\b")
+_END_LABEL = set("close closes closing end ends ending until till expiry expires final finish finishes last".split())
 _OCR_DOUBLE_POINT = re.compile(r"(?<=\d)\. ?\.(?=\d{2}\b)")  # "3. .52": a leader dot read into the number
 _OCR_DECIMAL = re.compile(r"(?<=\d) \.(?=\d{2}\b)")  # "15 .02": OCR put a space before the decimal point
 _OCR_HYPHEN = re.compile(r"(?<=\d)-[ ](?=\d)")  # "4798- 2537-24": OCR split a code after its hyphen
@@ -333,9 +390,19 @@ def answer_type(question: str) -> str | None:
         # the question word says it first ("Where does the flight depart from?" asks for a place, not a code;
         # "Which building has these hours?" for a name, not a time)
         return "name"
+    if re.match(r"(which|what) [a-z]+(?: [a-z]+)? (issued|sent|published|produced|prepared|signed|wrote|made) "
+                r"(this|these|it|the)\b", q):
+        return "name"  # "Which carrier issued this document?" asks who, not when
+    if re.search(r"\b(date|dated)\b", q) and not re.search(r"\b(what time|e-?mail|phone)\b", q):
+        return "date"  # "What is the pay date?" asks for a date, not the pay
+    if re.search(r"\b(name|named|surname|forename)\b", q) and not re.search(
+            r"\b(number|no|num|code|id|e-?mail|phone|website|date|time)\b", q):
+        return "name"  # "What is the member's name?" asks for the name, not the member number
     for kind, pattern in _QUESTION_TYPES:
         if re.search(pattern, q):
             return kind
+    if re.match(r"(what|which)\b", q):
+        return "field"  # "What is the VIN?", "Which seal is on the container?": a printed field, if one is labelled so
     return None
 
 
@@ -344,7 +411,7 @@ def _words(text: str) -> list[str]:
 
 
 def _content_words(question: str) -> list[str]:
-    words = _words(question)
+    words = [re.sub(r"['’]s$", "", w) for w in _words(question)]  # "the member's name": member
     kept = [w for w in words if w not in _STOP and len(w) > 1]
     if words and words[-1] in ("to", "from"):  # "Which city is the ticket to?", "Where does it start from?"
         kept.append(words[-1])
@@ -385,7 +452,7 @@ def label_match(question: str, label: str) -> float:
             used.update(hits)
     if matched == 0.0:
         return 0.0
-    extra = sum(1 for j, w in enumerate(lwords) if j not in used and not w.isdigit())
+    extra = sum(1 for j, w in enumerate(lwords) if j not in used and not w.isdigit() and w not in _NUMBERING)
     return max(0.0, matched / total - 0.05 * extra)
 
 
@@ -442,9 +509,14 @@ def candidates(text: str) -> list[Candidate]:
         columns = header if len(header) == len(cells) > 1 else None
         header = cells if len(cells) > 1 and all(_is_heading(c) for c in cells) else []
         for cell_index, cell in enumerate(cells):
+            # characters already read as a date, a time or an e-mail: "2023" of "January 1, 2023" is no number or
+            # code of its own (phone-like digit groups stay: account and ID numbers look the same)
+            taken = [m.span() for kind in ("date", "time", "email") for m in _PATTERNS_BY_KIND[kind].finditer(cell)]
             for kind, pattern in _PATTERNS:
                 for m in pattern.finditer(cell):
                     span = m.group(0).strip()
+                    if kind in ("number", "code") and any(a <= m.start() and m.end() <= b for a, b in taken):
+                        continue
                     if kind == "name" and (span.isdigit() or len(span) < 2
                                            or all(w.lower() in _FUNCTION_WORDS for w in span.split())):
                         continue
@@ -530,7 +602,9 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
         if not typed:
             return Extraction(None, qtype, reason=f"no {qtype} in the text")
         if qtype == "name":  # a name is words, not a date or an amount in a cell
-            typed = [c for c in typed if c.kind == "name" or _mostly_letters(c.text)]
+            typed = [c for c in typed if c.kind in ("name", "address") or _mostly_letters(c.text)]
+        if qtype == "quantity":  # an amount of something has digits ("24.4 kg"), not a word cell ("Rocco")
+            typed = [c for c in typed if any(ch.isdigit() for ch in c.text)]
         if not typed:
             return Extraction(None, qtype, reason=f"no {qtype} in the text")
         pool = typed
@@ -538,8 +612,16 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
         return Extraction(None, qtype, reason="no text to extract from")
     labels = {c.label.lower() for c in every if c.column}
     role = _name_role(question) if qtype == "name" else None
+    q = question.lower()
+    wants = (("end" if _Q_END.search(q) else "") + ("start" if _Q_START.search(q) else "")
+             if qtype in ("date", "time", "money", "quantity", "count") else "")
+    # "How much was in the account at the start?": "Opening balance", not "Closing balance"
+    same, other = ((_START_LABEL, _END_LABEL) if wants == "start" else (_END_LABEL, _START_LABEL) if wants == "end"
+                   else (set(), set()))
     for c in pool:
         c.label_score = label_match(question, c.label) * (0.5 if c.weak else 1.0)
+        words = set(_words(c.label))
+        c.label_score += 0.5 * bool(words & same) - 0.5 * bool(words & other)
         if role is not None and _label_role(c.label) not in (None, role):
             c.label_score -= 0.5  # "PASSENGER Liam Whitfield" is no answer to "Where does the journey start?"
         if c.kind in ("name", "cell", "line") and c.text.lower() in labels:
@@ -561,12 +643,18 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     issuer = qtype == "name" and (bool(_ISSUER.search(question.lower())) or role == "title")
     first_line = min((c.line for c in pool), default=0)
     for c in scored:
-        prior = _KIND_PRIOR.get(c.kind, 0.0) - 0.01 * c.line + ends.get(c.text, 0.0) + shape_weight * _shape(role, c.text)
+        prior = (_KIND_PRIOR.get(c.kind, 0.0) + _TYPE_PRIOR.get(qtype or "", {}).get(c.kind, 0.0) - 0.01 * c.line
+                 + ends.get(c.text, 0.0) + shape_weight * _shape(role, c.text))
         if issuer and c.line - first_line < 2:
             prior += _ISSUER_PRIOR[c.line - first_line]
+        if qtype == "name" and c.kind in ("name", "cell", "line") and _is_document_title(_words(c.text)):
+            prior -= 1.0  # the document's own title ("Consignment Note") names no one
         c.score = label_weight * c.label_score + prior + lm_weight * (c.lm_score if c.lm_score is not None else 0.0)
     scored.sort(key=lambda c: -c.score)
     best = scored[0]
+    if qtype == "field" and require_type and best.label_score < _FIELD_MIN_LABEL:
+        return Extraction(None, qtype, scored, reason=f"no printed label answers it (best {best.label!r}, "
+                                                      f"{best.label_score:.2f})")
     reason = (f"{qtype or 'open'} question; best label {best.label!r} ({best.label_score:.2f})"
               + (f", model {best.lm_score:.2f}" if best.lm_score is not None else ""))
     return Extraction(best.text, qtype, scored, reason)

@@ -24,7 +24,9 @@ Total incl. tax | 20.03"""
     ("How many refills are left?", "count"), ("When is the invoice due?", "date"),
     ("What time does the train leave?", "time"), ("What is the tracking number?", "code"),
     ("Who is the sender?", "name"), ("Who wrote this book?", "name"), ("What is the e-mail address?", "email"),
-    ("What does the sign say?", None), ("Describe the picture.", None), ("What is the capital of France?", None),
+    ("What does the sign say?", None), ("Describe the picture.", None), ("What is the capital of France?", "field"),
+    ("What is the member's name?", "name"), ("What is the pay date?", "date"),
+    ("Which carrier issued this document?", "name"), ("What is the VIN?", "field"),
 ])
 def test_answer_type(question, kind):
     assert answer_type(question) == kind
@@ -172,3 +174,50 @@ def test_a_value_printed_twice_keeps_its_best_label():
 def test_dev_failures_of_fresh_seeds(text, question, answer):
     """Shapes of misses on dev-kind documents of seeds 40..43 (never test/holdout kinds)."""
     assert extract_answer(question, text).answer == answer
+
+
+# ----------------------------------------------------------------- generic rules found on `record` documents
+LETTER = """Consignment Note
+Northwind Freight
+210 Foundry Lane | accounts@northwind.org
+www.northwind.co.uk
+Issue date | 2024-01-14
+Collected | 2024-01-06
+Delivery due | 2024-01-16
+Member name | D. Yilmaz
+Member no. | 4471-20
+Signed for by | Renata Holm
+Opening balance | 1859.07
+Closing balance | 2632.93
+Seal no. | VJ947504
+Pet age | 3 years
+Valid from | 12/03/2024
+Valid until | 04/09/2028"""
+
+
+@pytest.mark.parametrize("question,answer", [
+    ("Who received the goods?", "Renata Holm"),           # the title "Consignment Note" names no one
+    ("Which organisation sent this?", "Northwind Freight"),  # nor does it name the issuer
+    ("What is the member's name?", "D. Yilmaz"),           # a name question, not the member number
+    ("Where are they located?", "210 Foundry Lane"),       # an address question is answered by an address
+    ("Where can I find them online?", "www.northwind.co.uk"),  # not the domain of the e-mail address
+    ("How much was in the account at the start?", "1859.07"),  # opening, not closing
+    ("From what date does it apply?", "12/03/2024"),
+    ("Until when is it valid?", "04/09/2028"),
+    ("When should the goods arrive?", "2024-01-16"),       # arrive ~ delivery
+    ("What is the pet's age?", "3 years"),                 # a possessive is its noun
+    ("Which seal is on the container?", "VJ947504"),       # a field question with a label that says so
+])
+def test_generic_rules(question, answer):
+    assert extract_answer(question, LETTER, require_type=True).answer == answer
+
+
+def test_a_field_question_without_a_matching_label_is_left_to_the_model():
+    result = extract_answer("What is the capital of France?", LETTER, require_type=True)
+    assert result.answer is None and result.answer_type == "field"
+    assert extract_answer("What colour is the van?", LETTER, require_type=True).answer is None
+
+
+def test_digits_of_a_date_are_no_number_of_their_own():
+    numbers = [c.text for c in candidates("Dated: January 1, 2023\nNights: 8") if c.kind in ("integer", "number")]
+    assert numbers == ["8"]
