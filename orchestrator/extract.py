@@ -352,6 +352,8 @@ class Candidate:
     weak: bool = False
     column: bool = False
     """The label is the header of its column (the row above is a row of bare labels)."""
+    in_label: bool = False
+    """The span lies in the label part of its cell ("Date" of "Date issued: 3 Sep 2023"): a field name."""
     """The label was found only after the span or elsewhere in its row (it counts half)."""
     label_score: float = 0.0
     lm_score: float | None = None
@@ -494,6 +496,23 @@ def _clean_cell(text: str) -> str:
     return sign + cleaned if cleaned else text
 
 
+def _typed_value(cell: str) -> bool:
+    """The cell starts with a value that is not words: a date, an amount, a code, a number..."""
+    return any(m.start() == 0 for kind in ("date", "time", "money", "code", "email", "phone", "website", "number")
+               for m in _PATTERNS_BY_KIND[kind].finditer(cell))
+
+
+def _label_end(cell: str) -> int:
+    """Where the label part of a cell ends: "Tracking number: ZT-22812508", "Date issued 3 Sep 2023" (the words
+    before its first value that is not a name); 0 when the cell has none."""
+    head = _LABEL_SPLIT.split(cell, maxsplit=1)
+    if len(head) == 2 and head[1]:
+        return len(head[0])
+    first = min((m.start() for kind in ("date", "time", "money", "code", "email", "phone", "website", "number")
+                 for m in _PATTERNS_BY_KIND[kind].finditer(cell)), default=0)
+    return first if _meaningful(cell[:first]) else 0
+
+
 def candidates(text: str) -> list[Candidate]:
     """Every span of ``text`` that could answer a factual question, with its label — one candidate per
     occurrence (a value printed twice, "New charges 91.61" and "AMOUNT DUE 91.61", has both labels)."""
@@ -504,7 +523,12 @@ def candidates(text: str) -> list[Candidate]:
     for i, line in enumerate(lines):
         if not line:
             continue
-        cells = [c for c in (_clean_cell(c) for c in _CELL_SPLIT.split(line)) if c]
+        raw = [c for c in _CELL_SPLIT.split(line) if _clean_cell(c)]
+        cells = [_clean_cell(c) for c in raw]
+        # a cell that labels the next one: "Date issued: | September 3, 2023", "Ref | XDM/2635/41"
+        label_cells = {k for k in range(len(cells) - 1)
+                       if not any(ch.isdigit() for ch in cells[k])
+                       and (raw[k].rstrip().endswith(":") or _typed_value(cells[k + 1]))}
         # a row of bare labels ("NAME | PHONE") heads the row below it column by column
         columns = header if len(header) == len(cells) > 1 else None
         header = cells if len(cells) > 1 and all(_is_heading(c) for c in cells) else []
@@ -512,10 +536,11 @@ def candidates(text: str) -> list[Candidate]:
             # characters already read as a date, a time or an e-mail: "2023" of "January 1, 2023" is no number or
             # code of its own (phone-like digit groups stay: account and ID numbers look the same)
             taken = [m.span() for kind in ("date", "time", "email") for m in _PATTERNS_BY_KIND[kind].finditer(cell)]
+            label_end = len(cell) if cell_index in label_cells else _label_end(cell)
             for kind, pattern in _PATTERNS:
                 for m in pattern.finditer(cell):
                     span = m.group(0).strip()
-                    if kind in ("number", "code") and any(a <= m.start() and m.end() <= b for a, b in taken):
+                    if kind in ("number", "code", "name") and any(a <= m.start() and m.end() <= b for a, b in taken):
                         continue
                     if kind == "name" and (span.isdigit() or len(span) < 2
                                            or all(w.lower() in _FUNCTION_WORDS for w in span.split())):
@@ -532,7 +557,8 @@ def candidates(text: str) -> list[Candidate]:
                         kind_ = "integer" if span.isdigit() else "number"
                     else:
                         kind_ = kind
-                    out.append(Candidate(span, kind_, i, label, weak=weak, column=column))
+                    out.append(Candidate(span, kind_, i, label, weak=weak, column=column,
+                                         in_label=kind == "name" and m.end() <= label_end))
             if len(cells) > 1 and len(cell) <= _MAX_LINE_CHARS:
                 head = _LABEL_SPLIT.split(cell, maxsplit=1)
                 if len(head) == 2 and head[1]:
@@ -583,13 +609,15 @@ Scorer = Callable[[Sequence[str]], Sequence[float]]
 
 def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, require_type: bool = False,
                    max_scored: int = 24, label_weight: float = 4.0, shape_weight: float = 1.0,
-                   lm_weight: float = 0.15) -> Extraction:
+                   lm_weight: float = 0.15, min_label: float | None = None) -> Extraction:
     """The span of ``text`` (expert output, one line per printed line) that best answers ``question``.
 
     ``scorer`` (see :data:`Scorer`) adds the language model's belief; without one, label evidence and position
     decide. ``require_type``: open questions (no answer type) give ``answer=None`` instead of the best line — what
     ``auto`` mode uses to fall back to generation. At most ``max_scored`` candidates (best label evidence first)
-    are scored by the model.
+    are scored by the model. ``min_label``: answer only with a span whose label evidence reaches it (else
+    ``answer=None``); with ``require_type``, "field" questions ("What is the VIN?") always need
+    ``_FIELD_MIN_LABEL``.
     """
     text = _OCR_DECIMAL.sub(".", _OCR_DOUBLE_POINT.sub(".", _OCR_HYPHEN.sub("-", text)))
     qtype = answer_type(question)
@@ -624,7 +652,7 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
         c.label_score += 0.5 * bool(words & same) - 0.5 * bool(words & other)
         if role is not None and _label_role(c.label) not in (None, role):
             c.label_score -= 0.5  # "PASSENGER Liam Whitfield" is no answer to "Where does the journey start?"
-        if c.kind in ("name", "cell", "line") and c.text.lower() in labels:
+        if (c.kind in ("name", "cell", "line") and c.text.lower() in labels) or c.in_label:
             c.label_score -= 1.0  # it heads a column ("PHONE" above a number): a field name, not a value
         # a span that repeats the question's own words ("Total" for "What is the total?") is its label, not the
         # answer; kinds that carry their own meaning (amounts, dates, codes) are exempt
@@ -652,7 +680,8 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
         c.score = label_weight * c.label_score + prior + lm_weight * (c.lm_score if c.lm_score is not None else 0.0)
     scored.sort(key=lambda c: -c.score)
     best = scored[0]
-    if qtype == "field" and require_type and best.label_score < _FIELD_MIN_LABEL:
+    needed = max(min_label or 0.0, _FIELD_MIN_LABEL if qtype == "field" and require_type else 0.0)
+    if needed and best.label_score < needed:
         return Extraction(None, qtype, scored, reason=f"no printed label answers it (best {best.label!r}, "
                                                       f"{best.label_score:.2f})")
     reason = (f"{qtype or 'open'} question; best label {best.label!r} ({best.label_score:.2f})"

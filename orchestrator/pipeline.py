@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 #: appended to the question: a small model then answers in one short sentence that quotes the context
 DEFAULT_ANSWER_HINT = "Answer briefly."
 _CACHE_SIZE = 64
+#: counting with the detector's answer at hand: the printed count wins only when its label names what is counted
+COUNT_MIN_LABEL = 0.5
 
 
 class VQAResult(AddableDict):
@@ -296,8 +298,9 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
 
     def _extraction(self, mode: str, question: str, contributed: Mapping[str, str], prompt: str, image: Any,
                     model: Any) -> Any:
-        """Extractive answer for ``extract``/``auto`` (None: generate). Open questions in ``auto``, counting
-        when the detector answered, and prompts without any read text go to generation."""
+        """Extractive answer for ``extract``/``auto`` (None: generate). Open questions in ``auto`` and prompts
+        without any read text go to generation; so does counting when the detector answered, unless a printed label
+        names what is counted ("Pallets | 20" for "How many pallets are in the shipment?")."""
         if mode == "generate":
             return None
         text = "\n".join(contributed[n] for n in self.extract_from if contributed.get(n))
@@ -308,14 +311,16 @@ class VisualQAPipeline(Runnable[Any, VQAResult]):
         from .extract import answer_type, extract_answer
 
         qtype = answer_type(question)
-        if mode == "auto" and (qtype is None or (qtype == "count" and "detection" in contributed)):
+        if mode == "auto" and qtype is None:
             return None
+        min_label = COUNT_MIN_LABEL if mode == "auto" and qtype == "count" and "detection" in contributed else None
         scorer = None
         if callable(getattr(model, "continuation_logprobs", None)):
             def scorer(spans: Sequence[str]) -> list[float]:
                 rows = model.continuation_logprobs(prompt, list(spans), image)
                 return [sum(r) / len(r) if r else float("-inf") for r in rows]
-        result = extract_answer(question, sanitize_expert_text(text), scorer, require_type=mode == "auto")
+        result = extract_answer(question, sanitize_expert_text(text), scorer, require_type=mode == "auto",
+                                min_label=min_label)
         if result.answer is None:
             log.debug("extraction found no answer (%s): generating", result.reason)
         return result

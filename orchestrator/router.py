@@ -54,9 +54,16 @@ AUTO_RULES: list[tuple[str, str, str]] = [
      "the question needs knowledge beyond the image"),
 ]
 AUTO_FALLBACK = ("ocr", "caption")
-#: questions only the image's pixels answer (counting, describing): the reading expert is not added to them
-AUTO_VISUAL_ONLY = (r"\b(how many|count|counting|number of (people|persons|objects|cars|animals)|describe|description|"
-                    r"caption|scene|what is happening|what's happening|what is going on|colou?rs?|look like)\b")
+#: things a detector counts (its everyday classes): "How many people ...?" is answered by the pixels
+_VISIBLE = (r"(people|persons?|men|women|children|kids|faces|cars?|vehicles|buses|bus|trucks?|bikes?|bicycles?|"
+            r"motorcycles?|boats?|planes?|airplanes?|trains?|animals?|dogs?|cats?|birds?|horses?|cows?|sheep|"
+            r"elephants?|bears?|zebras?|giraffes?|objects?|trees?|chairs?|windows?|traffic lights?|umbrellas?|"
+            r"balls?|bottles?|cups?|apples?|bananas?|oranges?)")
+#: questions only the image's pixels answer (counting what is visible, describing): the reading expert is not added
+#: to them. Counting anything else ("How many pallets are in the shipment?", "How many nights?") may be printed.
+AUTO_VISUAL_ONLY = (rf"\b(how many (\w+ )?{_VISIBLE}|count (the )?(\w+ )?{_VISIBLE}|number of {_VISIBLE}|describe|"
+                    r"description|caption|scene|what is happening|what's happening|what is going on|colou?rs?|"
+                    r"look like)\b")
 
 _YES = ("Yes", "yes", " Yes", " yes", "YES")
 _NO = ("No", "no", " No", " no", "NO")

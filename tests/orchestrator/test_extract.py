@@ -100,6 +100,18 @@ def test_pipeline_generate_mode_and_open_questions_generate(tiny_model):
     assert r.answer_mode == "generate" and "extraction" not in r
 
 
+def test_counting_reads_a_printed_count_only_when_its_label_names_the_thing(tiny_model):
+    """With the detector's answer at hand, a count printed under a label naming what is counted wins ("Pallets |
+    20"); any other count is left to the model with both experts' text."""
+    detector = sleepy_expert("detection", 0.0, "Detected objects: person x3")
+    p = VisualQAPipeline(tiny_model, experts=[ocr_stub("DELIVERY NOTE\nPallets | 20\nBoxes | 116"), detector],
+                         router="all", max_new_tokens=4)
+    r = p.invoke({"image": make_image(0), "question": "How many pallets are in the shipment?"})
+    assert r.answer == "20" and r.answer_mode == "extract"
+    r = p.invoke({"image": make_image(0), "question": "How many people are there?"})
+    assert r.answer_mode == "generate"
+
+
 def test_pipeline_stream_extracts_too(tiny_model):
     p = VisualQAPipeline(tiny_model, experts=[ocr_stub(RECEIPT)], router="all", answer_mode="extract")
     chunks = list(p.stream({"image": make_image(0), "question": "What is the subtotal?"}))

@@ -43,6 +43,9 @@ def test_all_none_explicit():
     ("What is the total on this receipt?", {"ocr"}),
     ("What does the sign say?", {"ocr"}),
     ("How many people are in this picture?", {"detection", "caption"}),
+    ("How many red cars are there?", {"detection"}),
+    # counting what may be printed: reading adds to detection (a document says "Pallets | 20")
+    ("How many pallets are in the shipment?", {"ocr", "detection"}),
     ("Is there a dog?", {"ocr", "detection"}),  # an image question: reading adds to detection
     ("Describe the scene.", {"caption"}),
     ("Who founded this company?", {"ocr", "local_search", "web_search"}),
