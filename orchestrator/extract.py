@@ -31,7 +31,10 @@ it works on any expert whose output is lines of text (OCR-like experts of your o
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
 import logging
+import pkgutil
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,11 +51,11 @@ ANSWER_MODES = ("generate", "extract", "auto")
 #: (answer type, pattern on the lower-cased question), first match wins
 _QUESTION_TYPES: list[tuple[str, str]] = [
     ("email", r"\b(e-?mail|email address)\b"),
-    ("phone", r"\b(phone|telephone|tel|mobile|cell|fax|call)\b"),
+    ("phone", r"\b(phone|telephone|tel|mobile|cell|fax|call|be (called|reached|contacted|phoned))\b"),
     ("website", r"\b(website|web site|url|web address|homepage|online|on the web|internet)\b"),
     ("quantity", r"\b(weight|weigh|weighs|net wt|volume|size|capacity|length|width|height|depth|dimensions?|"
                  r"how (heavy|big|large|long|tall|wide)|dose|dosage|strength|contents?|contains?|quantity|qty)\b"),
-    ("money", r"\bhow much\b|\b(cost|costs|costed|price|prices|priced|total|subtotal|sub-total|amount|pay|paid|"
+    ("money", r"\bhow much\b|\b(hourly|daily|nightly|weekly|monthly) rate\b|\brate per\b|\b(cost|costs|costed|price|prices|priced|total|subtotal|sub-total|amount|pay|paid|"
               r"payable|charge|charged|fee|fees|fare|tax|vat|tip|gratuity|discount|balance|spent|spend|owed|owe|"
               r"refund|deposit|sum|change|cash|paid in|tendered)\b|[$€£]"),
     ("count", r"\bhow many\b"),
@@ -87,9 +90,11 @@ _TYPE_KINDS: dict[str, tuple[str, ...]] = {
               "website", "address"),
 }
 #: a "field" question is answered only by a span whose label says so (else ``auto`` generates)
-_FIELD_MIN_LABEL = 0.5
+_FIELD_MIN_LABEL = 0.4
 #: what kind of name a "name" question asks for
 _ROLES: list[tuple[str, re.Pattern[str]]] = [
+    ("job", re.compile(r"\bjob title\b|\b(job|position|role|occupation|profession|designation)\b|"
+                       r"\bwhat does [\w .'’-]+ do\b|\bworks? as\b")),
     ("title", re.compile(r"\b(title|titled|headline|called|name of (the|this) (book|film|movie|show|event|album|song|"
                          r"exhibition|play|tour|concert|festival|product))\b")),
     ("org", re.compile(r"\b(company|firm|shop|store|restaurant|cafe|café|hotel|bank|business|brand|maker|"
@@ -151,6 +156,29 @@ def _label_role(label: str) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+@functools.lru_cache(maxsize=1)
+def given_names() -> frozenset[str]:
+    """Lower-case given names of many languages — the name lists of Faker's person providers (MIT; ~16,000 ASCII
+    names, 80 locales), read once (~0.2 s). Empty when Faker (the ``experts`` extra) is not installed: a person's
+    name is then told by its shape alone."""
+    try:
+        import faker.providers.person as people
+    except ImportError:
+        log.info("faker is not installed: person names are recognised by their shape only")
+        return frozenset()
+    names: set[str] = set()
+    for module in pkgutil.iter_modules(people.__path__):
+        try:
+            provider = importlib.import_module(f"{people.__name__}.{module.name}").Provider
+        except Exception:  # noqa: BLE001 - one locale that does not import costs its names, nothing else
+            continue
+        for attr in ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary"):
+            value = provider.__dict__.get(attr)
+            if isinstance(value, (list, tuple, dict)) or hasattr(value, "keys"):
+                names.update(n.lower() for n in value if isinstance(n, str) and n.isascii() and n.isalpha())
+    return frozenset(names)
+
+
 def _shape(role: str | None, text: str) -> float:
     """How much a span looks like the kind of name asked for (0..1): a person's name is two or three capitalised
     words without function words or organisation/place words; an organisation's or a place's name has one of
@@ -165,6 +193,10 @@ def _shape(role: str | None, text: str) -> float:
     if not words or any(ch.isdigit() for ch in text) or _is_document_title(words):
         return 0.0
     lower = [w.lower() for w in words]
+    if role == "job":
+        return 1.0 if _is_job_title(words) and len(words) <= 4 else 0.0
+    if _is_job_title(words) and role in ("person", "org", "place"):
+        return 0.0  # "Sales Manager" is two capitalised words but no one's name
     capitalised = all(w[0].isupper() for w in words if w.lower() not in _FUNCTION_WORDS)
     org = any(w in _ORG_WORDS for w in lower)
     place = any(w in _PLACE_WORDS for w in lower)
@@ -173,6 +205,10 @@ def _shape(role: str | None, text: str) -> float:
     person = 2 <= len(words) <= 3 and capitalised and not (org or place or function)
     if role == "person":
         if person:
+            known = given_names()
+            if known:  # a given name among its words ("Alice Moreau", "TAKAHASHI, Maria") tells a person
+                given = any(w.lower() in known for w in words)
+                return (1.0 if given else 0.5) * (1.0 if title_case else 0.8)
             return 1.0 if title_case else 0.6
         return 0.3 if len(words) == 1 and capitalised and not (org or place or function) else 0.0
     if role == "org":
@@ -193,10 +229,32 @@ def _is_document_title(words: Sequence[str]) -> bool:
                             (words[0].lower() in _DOCUMENT_WORDS and len(words) >= 3 and words[1].lower() == "of"))
 
 
+#: words that end a job title ("Sales Manager", "Senior Software Engineer"): generic English, no document kind
+_JOB_WORDS = set("""manager director engineer designer developer consultant analyst officer assistant coordinator
+advisor adviser specialist executive accountant architect administrator supervisor lead head partner founder
+co-founder president chair chairman chairwoman secretary treasurer clerk technician nurse teacher lecturer professor
+researcher scientist editor writer producer agent representative rep associate intern trainee planner buyer
+strategist ceo cto cfo coo vp surveyor solicitor lawyer attorney paralegal mechanic electrician plumber chef cook
+receptionist cashier photographer illustrator curator librarian pharmacist therapist counsellor counselor
+inspector auditor controller recruiter trainer coach instructor programmer owner principal""".split())
+
+
+def _row_keys(question: str) -> list[str]:
+    """The names a question looks a row up by: its capitalised words after the first ("What does the Caesar salad
+    cost?" -> ["caesar"], "What position does Chiara Carvalho hold?" -> ["chiara", "carvalho"])."""
+    words = re.findall(r"[A-Za-z][A-Za-z'’-]*", question)[1:]
+    return [w.lower() for w in words if w[0].isupper() and w.lower() not in _STOP and len(w) > 1]
+
+
+def _is_job_title(words: Sequence[str]) -> bool:
+    return bool(words) and words[-1].lower() in _JOB_WORDS
+
+
 #: questions after whoever issued the document: its first lines name it (a shop's receipt, a brand's label)
 _ISSUER = re.compile(r"\b(company|firm|shop|store|restaurant|cafe|café|hotel|bank|business|brand|maker|manufacturer|"
                      r"supplier|provider|vendor|merchant|issuer|pharmacy|clinic|hospital|school|library|"
-                     r"organi[sz]ation|where (was|were|is|are) (this|these|it|they) (bought|purchased|from|made))\b")
+                     r"organi[sz]ation|where (was|were|is|are) (this|these|it|they) (bought|purchased|from|made)|"
+                     r"who is (this|the) (document|letter|statement|notice|report|record|form|invoice|bill) from)\b")
 
 _STOP = set("""a an the this that these those is are was were be been am do does did of on in at to for from by
 with and or what which who whom whose how when where why it its it's there here please tell me i my you your we our
@@ -278,6 +336,8 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "represents": ("representative", "represented", "counsel", "solicitor", "attorney", "lawyer", "agent"),
     "owed": ("due", "payable", "balance", "fees", "fee", "total"),
     "trip": ("outbound", "departure", "travel", "journey"),
+    "final": ("total", "grand", "due", "balance", "payable"),
+    "subtotal": ("sub-total", "net", "excl", "goods"),
 }
 
 # --------------------------------------------------------------------------------------- candidate spans
@@ -311,6 +371,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 _KIND_PRIOR = {"name": 0.3, "cell": 0.15, "line": 0.0, "quantity": 0.5}
 #: per question type: a count is a whole number first, a decimal ("113.6 hectares") second
 _TYPE_PRIOR = {"count": {"number": -0.3, "quantity": -0.3}}
+#: a phone number written as one ("(976) 372-8862", "+44 438 561 3753") over a bare digit run (a meter number)
+_PHONE_SHAPE = re.compile(r"^\+|^\(\d+\)|\d[\s.-]\d")
 _ISSUER_PRIOR = (1.0, 0.5)
 #: words beside a value that do not label it
 _UNITS = set("eur usd gbp chf jpy cad aud sek nok dkk pln czk inr cny rmb kr eu us uk each ea per pcs pc x incl "
@@ -392,6 +454,8 @@ def answer_type(question: str) -> str | None:
         # the question word says it first ("Where does the flight depart from?" asks for a place, not a code;
         # "Which building has these hours?" for a name, not a time)
         return "name"
+    if _ROLES[0][1].search(q) and not re.search(r"\b(number|no|code|id|date|when)\b", q):
+        return "name"  # "What is her job title?", "What position does Chiara Carvalho hold?": a job title
     if re.match(r"(which|what) [a-z]+(?: [a-z]+)? (issued|sent|published|produced|prepared|signed|wrote|made) "
                 r"(this|these|it|the)\b", q):
         return "name"  # "Which carrier issued this document?" asks who, not when
@@ -412,8 +476,17 @@ def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+#: "before tax", "excluding VAT", "before any adjustment": the words after these name what is left out
+_EXCLUDING = re.compile(r"\b(before|excluding|excl|without|not including|less)\s+(any\s+|the\s+)?([a-z-]+)")
+
+
 def _content_words(question: str) -> list[str]:
-    words = [re.sub(r"['’]s$", "", w) for w in _words(question)]  # "the member's name": member
+    q = question.lower()
+    left_out = [m.group(3) for m in _EXCLUDING.finditer(q)]
+    words = [re.sub(r"['’]s$", "", w) for w in _words(q)]  # "the member's name": member
+    if left_out:  # "How much do the items come to before tax?" asks for the subtotal, not the tax
+        words = [w for w in words if w not in left_out and w not in ("before", "excluding", "excl", "without")]
+        words.append("subtotal")
     kept = [w for w in words if w not in _STOP and len(w) > 1]
     if words and words[-1] in ("to", "from"):  # "Which city is the ticket to?", "Where does it start from?"
         kept.append(words[-1])
@@ -478,7 +551,7 @@ def _label_of(cells: Sequence[str], index: int, left: str, right: str, prev: str
     left = left.strip(" :|-")
     if _meaningful(left):
         return left, False
-    if index > 0 and _meaningful(cells[index - 1]):
+    if index > 0 and _meaningful(cells[index - 1]) and not _is_value(cells[index - 1]):
         return cells[index - 1], False
     right = right.strip(" :|-")
     rest = " ".join(c for k, c in enumerate(cells) if k != index)
@@ -496,6 +569,19 @@ def _clean_cell(text: str) -> str:
     return sign + cleaned if cleaned else text
 
 
+def _postcode_after_place(cell: str, m: re.Match[str]) -> bool:
+    """"Valencia 72522", "Boise 20861": a number right after a capitalised place word ends an address line."""
+    return bool(re.search(r"\b[A-Z][a-z]{2,}\s+$", cell[:m.start()])) and m.group(0).isdigit() \
+        and 4 <= len(m.group(0)) <= 5 and not cell[m.end():].strip()
+
+
+def _is_value(cell: str) -> bool:
+    """A whole cell that is a value, not a label: "65 Church Street", "office@dublin.co.uk", "12.50"."""
+    cell = cell.strip()
+    return any(_PATTERNS_BY_KIND[kind].fullmatch(cell) for kind in ("address", "email", "website", "phone", "date",
+                                                                      "money", "time"))
+
+
 def _typed_value(cell: str) -> bool:
     """The cell starts with a value that is not words: a date, an amount, a code, a number..."""
     return any(m.start() == 0 for kind in ("date", "time", "money", "code", "email", "phone", "website", "number")
@@ -503,14 +589,10 @@ def _typed_value(cell: str) -> bool:
 
 
 def _label_end(cell: str) -> int:
-    """Where the label part of a cell ends: "Tracking number: ZT-22812508", "Date issued 3 Sep 2023" (the words
-    before its first value that is not a name); 0 when the cell has none."""
+    """Where the label part of a cell ends: "Tracking number: ZT-22812508"; 0 when the cell has none (words before
+    a number are not always a label: "Director (361) 973-4024")."""
     head = _LABEL_SPLIT.split(cell, maxsplit=1)
-    if len(head) == 2 and head[1]:
-        return len(head[0])
-    first = min((m.start() for kind in ("date", "time", "money", "code", "email", "phone", "website", "number")
-                 for m in _PATTERNS_BY_KIND[kind].finditer(cell)), default=0)
-    return first if _meaningful(cell[:first]) else 0
+    return len(head[0]) if len(head) == 2 and head[1] else 0
 
 
 def candidates(text: str) -> list[Candidate]:
@@ -535,12 +617,17 @@ def candidates(text: str) -> list[Candidate]:
         for cell_index, cell in enumerate(cells):
             # characters already read as a date, a time or an e-mail: "2023" of "January 1, 2023" is no number or
             # code of its own (phone-like digit groups stay: account and ID numbers look the same)
-            taken = [m.span() for kind in ("date", "time", "email") for m in _PATTERNS_BY_KIND[kind].finditer(cell)]
+            taken = [m.span() for kind in ("date", "time", "email", "address")
+                     for m in _PATTERNS_BY_KIND[kind].finditer(cell)]
+            # a phone number that says so ("(386) 962-6386", "+44 400 383 5038") is no code either
+            taken += [m.span() for m in _PATTERNS_BY_KIND["phone"].finditer(cell) if re.match(r"\s*[+(]", m.group(0))]
             label_end = len(cell) if cell_index in label_cells else _label_end(cell)
             for kind, pattern in _PATTERNS:
                 for m in pattern.finditer(cell):
                     span = m.group(0).strip()
                     if kind in ("number", "code", "name") and any(a <= m.start() and m.end() <= b for a, b in taken):
+                        continue
+                    if kind in ("number", "code") and _postcode_after_place(cell, m):
                         continue
                     if kind == "name" and (span.isdigit() or len(span) < 2
                                            or all(w.lower() in _FUNCTION_WORDS for w in span.split())):
@@ -559,7 +646,7 @@ def candidates(text: str) -> list[Candidate]:
                         kind_ = kind
                     out.append(Candidate(span, kind_, i, label, weak=weak, column=column,
                                          in_label=kind == "name" and m.end() <= label_end))
-            if len(cells) > 1 and len(cell) <= _MAX_LINE_CHARS:
+            if len(cells) > 1 and len(cell) <= _MAX_LINE_CHARS and _meaningful(cell):
                 head = _LABEL_SPLIT.split(cell, maxsplit=1)
                 if len(head) == 2 and head[1]:
                     out.append(Candidate(head[1], "cell", i, head[0]))
@@ -646,8 +733,14 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     # "How much was in the account at the start?": "Opening balance", not "Closing balance"
     same, other = ((_START_LABEL, _END_LABEL) if wants == "start" else (_END_LABEL, _START_LABEL) if wants == "end"
                    else (set(), set()))
+    lines = text.splitlines()
+    keys = _row_keys(question)
     for c in pool:
         c.label_score = label_match(question, c.label) * (0.5 if c.weak else 1.0)
+        if keys and c.line < len(lines):
+            row = lines[c.line].lower()
+            if all(k in row for k in keys) and not any(k in c.text.lower() for k in keys):
+                c.label_score += 0.5  # "What position does Chiara Carvalho hold?": her row of the table
         words = set(_words(c.label))
         c.label_score += 0.5 * bool(words & same) - 0.5 * bool(words & other)
         if role is not None and _label_role(c.label) not in (None, role):
@@ -673,6 +766,8 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     for c in scored:
         prior = (_KIND_PRIOR.get(c.kind, 0.0) + _TYPE_PRIOR.get(qtype or "", {}).get(c.kind, 0.0) - 0.01 * c.line
                  + ends.get(c.text, 0.0) + shape_weight * _shape(role, c.text))
+        if qtype == "phone" and not _PHONE_SHAPE.search(c.text):
+            prior -= 1.5  # "Meter no. 88433187" is labelled a number but written as no phone number
         if issuer and c.line - first_line < 2:
             prior += _ISSUER_PRIOR[c.line - first_line]
         if qtype == "name" and c.kind in ("name", "cell", "line") and _is_document_title(_words(c.text)):

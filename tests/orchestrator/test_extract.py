@@ -233,3 +233,40 @@ def test_a_field_question_without_a_matching_label_is_left_to_the_model():
 def test_digits_of_a_date_are_no_number_of_their_own():
     numbers = [c.text for c in candidates("Dated: January 1, 2023\nNights: 8") if c.kind in ("integer", "number")]
     assert numbers == ["8"]
+
+
+STAFF = """Harbour Legal
+Statement of Fees
+Staff | Position | Direct line
+Chiara Carvalho | Director (361) 973-4024
+James Chowdhury | Officer 797-682-7430
+Meter no. | 88433187
+Items | 374.80
+VAT (20%) | 74.96
+Total | 449.76"""
+
+
+@pytest.mark.parametrize("question,answer", [
+    ("What position does Chiara Carvalho hold?", "Director"),     # a job title, looked up by her row
+    ("How can James Chowdhury be called?", "797-682-7430"),       # a phone question, not a name
+    ("What number can I call?", "(361) 973-4024"),                 # a phone written as one, not the meter number
+    ("How much do the items come to before tax?", "374.80"),       # "before tax" leaves the tax out
+    ("Who is this document from?", "Harbour Legal"),               # the issuer, not the first person named
+    ("What is the final amount?", "449.76"),
+])
+def test_generic_rules_on_a_staff_table(question, answer):
+    assert extract_answer(question, STAFF, require_type=True).answer == answer
+
+
+def test_a_job_title_is_no_persons_name():
+    text = "Northwind Design\nSales Manager\nAlice Moreau\nalice@northwind.com"
+    assert extract_answer("Who is this card for?", text, require_type=True).answer == "Alice Moreau"
+    assert extract_answer("What is her job title?", text, require_type=True).answer == "Sales Manager"
+
+
+def test_given_names_come_from_a_lexicon_not_from_a_document_kind():
+    from orchestrator.extract import given_names
+
+    names = given_names()
+    assert len(names) > 5000 and {"alice", "maria", "omar", "sofia"} <= names
+    assert not {"northwind", "manager", "invoice", "total"} & names
