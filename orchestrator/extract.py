@@ -582,6 +582,11 @@ def _is_value(cell: str) -> bool:
                                                                       "money", "time"))
 
 
+def _all_caps(text: str) -> bool:
+    letters = [ch for ch in text if ch.isalpha()]
+    return len(letters) >= 2 and all(ch.isupper() for ch in letters)
+
+
 def _typed_value(cell: str) -> bool:
     """The cell starts with a value that is not words: a date, an amount, a code, a number..."""
     return any(m.start() == 0 for kind in ("date", "time", "money", "code", "email", "phone", "website", "number")
@@ -601,6 +606,8 @@ def candidates(text: str) -> list[Candidate]:
     lines = [line.strip() for line in text.splitlines()]
     out: list[Candidate] = []
     prev = ""
+    prev_line = -1
+    headed: dict[int, int] = {}  # line -> the bare heading line above that labels it
     header: list[str] = []
     for i, line in enumerate(lines):
         if not line:
@@ -662,9 +669,23 @@ def candidates(text: str) -> list[Candidate]:
                 out.append(Candidate(head[1], "cell", i, head[0]))
             else:
                 out.append(Candidate(flat, "line", i, prev))
+        if prev:
+            headed[i] = prev_line
         # a line labels the one below only when it is a bare heading ("TOTAL", "SPEED LIMIT", "Ship to:"),
         # not a "label value" row of its own
         prev = flat.rstrip(": ") if not keyed and len(flat.split()) <= 5 else ""
+        prev_line = i
+    # a heading styled as a label ("GUEST NAME" above "Ivan Gunnarsson", "Ship to:") names a field, it is no value
+    # itself — below the document's first two lines (its title and issuer)
+    first_lines = [k for k, line in enumerate(lines) if line][:2]
+    for value_line, head_line in headed.items():
+        head, value = lines[head_line], lines[value_line]
+        if head_line in first_lines or len(head.split()) > 3:
+            continue
+        if head.rstrip().endswith(":") or (_all_caps(head) and not _all_caps(value)):
+            for c in out:
+                if c.line == head_line and c.kind in ("name", "line", "cell"):
+                    c.in_label = True
     return out
 
 
@@ -735,8 +756,11 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
                    else (set(), set()))
     lines = text.splitlines()
     keys = _row_keys(question)
+    titles = {line.strip().replace(" | ", " ").lower() for line in [x for x in lines if x.strip()][:2]}
     for c in pool:
         c.label_score = label_match(question, c.label) * (0.5 if c.weak else 1.0)
+        if c.label.lower() in titles and _is_document_title(_words(c.label)):
+            c.label_score = 0.0  # "Membership Renewal" heads the document, it labels no field
         if keys and c.line < len(lines):
             row = lines[c.line].lower()
             if all(k in row for k in keys) and not any(k in c.text.lower() for k in keys):

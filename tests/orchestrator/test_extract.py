@@ -270,3 +270,10 @@ def test_given_names_come_from_a_lexicon_not_from_a_document_kind():
     names = given_names()
     assert len(names) > 5000 and {"alice", "maria", "omar", "sofia"} <= names
     assert not {"northwind", "manager", "invoice", "total"} & names
+
+
+def test_a_heading_styled_as_a_label_is_no_value_and_a_title_labels_no_field():
+    text = "Membership Renewal\nSaffron Sports Club\nRef | MC-078110\nMEMBER NAME\nFelix Gallagher\nDATED\n4 June 2026"
+    assert extract_answer("Whose membership is this?", text, require_type=True).answer == "Felix Gallagher"
+    by_text = {c.text: c for c in candidates(text)}
+    assert by_text["MEMBER NAME"].in_label and by_text["DATED"].in_label and not by_text["Felix Gallagher"].in_label
