@@ -59,7 +59,9 @@ _QUESTION_TYPES: list[tuple[str, str]] = [
               r"payable|charge|charged|fee|fees|fare|tax|vat|tip|gratuity|discount|balance|spent|spend|owed|owe|"
               r"refund|deposit|sum|change|cash|paid in|tendered)\b|[$€£]"),
     ("count", r"\bhow many\b"),
-    ("time", r"\bwhat time\b|\b(at what time|opening hours|hours|o'clock|departs? at|arrives? at)\b"),
+    ("time", r"\bwhat time\b|\b(at what time|opening hours|hours|o'clock|departs? at|arrives? at)\b|"
+             r"\b(start|end|check-?in|check-?out|departure|arrival|opening|closing|finish|pick-?up|collection|"
+             r"appointment|boarding|doors|kick-?off|meeting|session) time\b"),
     ("date", r"\b(when|date|dated|day|expire|expires|expiry|expiration|due|valid|until|deadline|born|issued|"
              r"birthday|year)\b"),
     ("code", r"\b(number|no|num|code|id|ref|reference|tracking|serial|isbn|sku|seat|gate|platform|room|"
@@ -260,6 +262,7 @@ _STOP = set("""a an the this that these those is are was were be been am do does
 with and or what which who whom whose how when where why it its it's there here please tell me i my you your we our
 they their can could would should will shall may might must say says said shown show written printed on image
 picture photo document page much many have has had get gets got given listed stated mentioned appear appears
+booked assigned chosen measured applies apply
 receipt menu ticket form card bill invoice sign label poster letter note flyer leaflet brochure cover book
 package parcel box bottle screen screenshot sticker tag""".split())
 """The question words above name the document, not a field of it ("the total on this receipt")."""
@@ -299,8 +302,9 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "weighs": ("weight", "wt", "net"),
     "weight": ("wt", "net"),
     "heavy": ("weight", "wt", "weighs", "mass"),
-    "identifies": ("id", "ref", "reference", "no", "number"),
-    "identify": ("id", "ref", "reference", "no", "number"),
+    "identifies": ("id", "ref", "reference"),
+    "identify": ("id", "ref", "reference"),
+    "interest": ("apr", "rate"),
     "contain": ("volume", "contents", "net", "wt", "weight", "vol"),
     "contains": ("volume", "contents", "net", "wt", "weight", "vol"),
     "destination": ("to", "arrival", "arrive", "arrives", "towards", "for"),
@@ -356,7 +360,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("money", re.compile(r"-?[$€£]\s?\d[\d,]*(?:\.\d{1,2})?|(?<![\w.:/])-\d+\.\d{2}(?![\w.])|(?<![\w.:/-])\d{1,3}(?:,\d{3})*\.\d{2}(?![\w.])|"
                          r"(?<![\w.:/-])\d+\.\d{2}(?![\w.])|(?<![\w.])\d+,\d{2}(?![\w,])")),
     ("code", re.compile(r"(?<![\w-])(?=[A-Za-z0-9#/-]*\d)(?=[A-Za-z0-9#/-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9#/-]*"
-                        r"[A-Za-z0-9](?![\w-])|(?<![\w-])\d{3,}(?:-\d+)+(?![\w-])|(?<![\w.])#\s?\d+")),
+                        r"[A-Za-z0-9](?![\w-])|(?<![\w-])\d{2,}(?:-\d+)+(?![\w-])|(?<![\w.])#\s?\d+|"
+                        # a code printed in groups: "8840 6385", "KX 046842 73724", "XW85 GNCM 9444 2059 2148"
+                        r"(?<![\w-])(?=(?:[A-Z0-9 ]*\d){6})[A-Z0-9]{2,6}(?: [A-Z0-9]{2,6}){1,5}(?![\w-])")),
     ("quantity", re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?\s?(?:kg|g|mg|mcg|µg|ml|l|cl|dl|oz|fl oz|lb|lbs|cm|mm|m|km|"
                             r"in|ft|%|pcs|pieces|tablets|capsules|caps|tabs|sheets|rolls|servings)(?![\w])",
                             re.IGNORECASE)),
@@ -516,19 +522,30 @@ def label_match(question: str, label: str) -> float:
     if not qwords or not lwords:
         return 0.0
     total = matched = 0.0
+    fields = False  # a word that names the field, not only the answer's kind, was matched
     used: set[int] = set()
+    # "Which court or lane is booked?": either of two alternatives is the whole field
+    either = {m.group(2): m.group(1) for m in re.finditer(r"\b([a-z]+) or ([a-z]+)\b", question.lower())}
     for q in dict.fromkeys(qwords):
+        if q in either and either[q] in qwords:
+            continue  # counted with its alternative
+        forms = (q, *_SYNONYMS.get(q, ()))
+        alternative = next((a for a, b in either.items() if b == q), None)
+        if alternative:
+            forms = (*forms, alternative, *_SYNONYMS.get(alternative, ()))
         weight = 0.5 if q in _TYPE_WORDS else 1.0
         total += weight
-        forms = (q, *_SYNONYMS.get(q, ()))
         hits = [j for j, lw in enumerate(lwords) if any(_same_word(f, lw) for f in forms)]
         if hits:
             matched += weight
             used.update(hits)
+            fields = fields or q not in _TYPE_WORDS
     if matched == 0.0:
         return 0.0
     extra = sum(1 for j, w in enumerate(lwords) if j not in used and not w.isdigit() and w not in _NUMBERING)
-    return max(0.0, matched / total - 0.05 * extra)
+    score = max(0.0, matched / total - 0.05 * extra)
+    # "From what date does it apply?" matches "Issue date" by "date" alone: the kind of answer, not the field
+    return score if fields else 0.3 * score
 
 
 def _is_heading(cell: str) -> bool:

@@ -277,3 +277,15 @@ def test_a_heading_styled_as_a_label_is_no_value_and_a_title_labels_no_field():
     assert extract_answer("Whose membership is this?", text, require_type=True).answer == "Felix Gallagher"
     by_text = {c.text: c for c in candidates(text)}
     assert by_text["MEMBER NAME"].in_label and by_text["DATED"].in_label and not by_text["Felix Gallagher"].in_label
+
+
+@pytest.mark.parametrize("question,text,answer", [
+    ("What is the account number?", "Account number | 8840 6385\nRef | JL-2291", "8840 6385"),  # printed in groups
+    ("What is the account number?", "ACCOUNT | 98-7411-8122", "98-7411-8122"),
+    ("Which court or lane is booked?", "Member | Ivan Pham\nLane | 4\nLocker | 208", "4"),  # either word is the field
+    ("What is the start time?", "Dated | 2025-10-19\nStart time | 21:50", "21:50"),  # a time, not a field
+    ("What number identifies this document?", "Locker no | 293\nReference | 174-23779", "174-23779"),
+    ("What rate of interest applies?", "Loan | 12000.00\nAPR | 8.75%", "8.75%"),
+])
+def test_more_generic_rules(question, text, answer):
+    assert extract_answer(question, text, require_type=True).answer == answer
