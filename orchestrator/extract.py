@@ -392,6 +392,12 @@ _PATTERNS_BY_KIND = dict(_PATTERNS)
 #: label words that mark the start / the end of a period or an account ("Opening balance", "Valid until")
 _START_LABEL = set("open opens opening start starts starting begin begins beginning from previous initial "
                    "commencement commences effective".split())
+#: labels of the document's own date, and questions that ask for it
+_DOCUMENT_DATE_LABEL = re.compile(r"(dated|issued|issue date|date issued|date of issue|issued on|"
+                                  r"document date|statement date|date printed)\W*")
+_ASKS_DOCUMENT_DATE = re.compile(r"\b(issued?|dated|date on|the date\W*$|what is the date|written|printed|made|"
+                                 r"purchase|purchased|bought|sent|signed|created|prepared|"
+                                 r"when (was|is) (this|it|the (document|letter|receipt|form|note|notice|record)))\b")
 #: questions after the start / the end of a period or an account (narrower than _START_WORDS: "When was it
 #: issued?" or "What time do doors open?" ask for no start)
 _Q_START = re.compile(r"\b(start|starts|starting|begin|begins|beginning|initial|initially|opening balance|"
@@ -774,8 +780,16 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
     lines = text.splitlines()
     keys = _row_keys(question)
     titles = {line.strip().replace(" | ", " ").lower() for line in [x for x in lines if x.strip()][:2]}
+    # a date question about an event ("When is the booster due?", "What is the move-in date?") is not answered by
+    # the document's own date ("Dated", "Issue date") unless it asks for that date
+    event_date = qtype == "date" and not _ASKS_DOCUMENT_DATE.search(q)
+    # a bare "Date" is the document's date only beside other dates (on a ticket it is the event's)
+    several_dates = len({c.text for c in pool if c.kind == "date"}) > 1
     for c in pool:
         c.label_score = label_match(question, c.label) * (0.5 if c.weak else 1.0)
+        label = c.label.strip().lower()
+        if event_date and (_DOCUMENT_DATE_LABEL.fullmatch(label) or (several_dates and label == "date")):
+            c.label_score -= 0.3
         if c.label.lower() in titles and _is_document_title(_words(c.label)):
             c.label_score = 0.0  # "Membership Renewal" heads the document, it labels no field
         if keys and c.line < len(lines):

@@ -289,3 +289,11 @@ def test_a_heading_styled_as_a_label_is_no_value_and_a_title_labels_no_field():
 ])
 def test_more_generic_rules(question, text, answer):
     assert extract_answer(question, text, require_type=True).answer == answer
+
+
+def test_an_event_date_is_not_the_documents_own_date():
+    text = "Vaccination Record\nDated | 17/11/2024\nVaccinated | 03/09/2024\nBooster due | 17/09/2025"
+    assert extract_answer("When should the pet come back?", text, require_type=True).answer != "17/11/2024"
+    assert extract_answer("When was this issued?", text, require_type=True).answer == "17/11/2024"
+    ticket = "THISTLE LIVE\nDate | 10/07/2024\nDoors | 19:40"  # a ticket's only date is its event's
+    assert extract_answer("When is the concert?", ticket, require_type=True).answer == "10/07/2024"
