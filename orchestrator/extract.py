@@ -341,7 +341,10 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "owed": ("due", "payable", "balance", "fees", "fee", "total"),
     "trip": ("outbound", "departure", "travel", "journey"),
     "final": ("total", "grand", "due", "balance", "payable"),
-    "subtotal": ("sub-total", "net", "excl", "goods"),
+    "subtotal": ("sub-total", "net", "excl", "goods", "gross"),
+    "off": ("discount", "reduction", "saving", "savings", "promo"),
+    "repayment": ("instalment", "installment", "payment", "monthly"),
+    "paid": ("pay", "payable", "due", "amount"),
 }
 
 # --------------------------------------------------------------------------------------- candidate spans
@@ -492,6 +495,10 @@ def _words(text: str) -> list[str]:
 _EXCLUDING = re.compile(r"\b(before|excluding|excl|without|not including|less)\s+(any\s+|the\s+)?([a-z-]+)")
 
 
+def _excluded(question: str) -> list[tuple[str, str]]:
+    return [(m.group(1), m.group(3)) for m in _EXCLUDING.finditer(question.lower())]
+
+
 def _content_words(question: str) -> list[str]:
     q = question.lower()
     left_out = [m.group(3) for m in _EXCLUDING.finditer(q)]
@@ -546,6 +553,13 @@ def label_match(question: str, label: str) -> float:
             matched += weight
             used.update(hits)
             fields = fields or q not in _TYPE_WORDS
+    label_text = " ".join(lwords)
+    for prep, word in _excluded(question):  # "Total before tax" answers "What is the total before tax?" exactly
+        total += 1.0
+        if f"{prep} {word}" in label_text or (prep in ("excluding", "excl") and f"excl {word}" in label_text):
+            matched += 1.0
+            fields = True
+            used.update(j for j, w in enumerate(lwords) if w in (prep, word, "excl"))
     if matched == 0.0:
         return 0.0
     extra = sum(1 for j, w in enumerate(lwords) if j not in used and not w.isdigit() and w not in _NUMBERING)
@@ -602,7 +616,7 @@ def _is_value(cell: str) -> bool:
     """A whole cell that is a value, not a label: "65 Church Street", "office@dublin.co.uk", "12.50"."""
     cell = cell.strip()
     return any(_PATTERNS_BY_KIND[kind].fullmatch(cell) for kind in ("address", "email", "website", "phone", "date",
-                                                                      "money", "time"))
+                                                                      "money", "time", "quantity"))
 
 
 def _all_caps(text: str) -> bool:

@@ -297,3 +297,15 @@ def test_an_event_date_is_not_the_documents_own_date():
     assert extract_answer("When was this issued?", text, require_type=True).answer == "17/11/2024"
     ticket = "THISTLE LIVE\nDate | 10/07/2024\nDoors | 19:40"  # a ticket's only date is its event's
     assert extract_answer("When is the concert?", ticket, require_type=True).answer == "10/07/2024"
+
+
+@pytest.mark.parametrize("question,answer", [
+    ("What is the total before tax?", "61.95"),      # the label says the excluded words too
+    ("How much was taken off?", "-9.29"),
+    ("How much is each repayment?", "907.23"),
+    ("By when must the bill be paid?", "2024-10-16"),
+])
+def test_money_and_due_synonyms(question, answer):
+    text = ("Statement\nIssue date | 2024-08-19\nTotal before tax | 61.95\nDiscount | -9.29\nTotal payable | 52.66\n"
+            "Monthly instalment | 907.23\nDue date | 2024-10-16")
+    assert extract_answer(question, text, require_type=True).answer == answer
