@@ -512,9 +512,23 @@ def _content_words(question: str) -> list[str]:
     return kept
 
 
+_SUFFIXES = ("ings", "ing", "ers", "ors", "er", "or", "es", "ed", "s", "d", "e")
+
+
+def _stem(word: str) -> str:
+    """A crude English stem that joins a verb and its agent noun: supervises/supervisor, owns/owner,
+    presides/presiding, approved/approver, organises/organiser (never shorter than four letters)."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[:-len(suffix)]
+    return word
+
+
 def _same_word(a: str, b: str) -> bool:
-    """Equal, a plural/verb form of each other, or (words of 5+ letters) one OCR slip apart."""
+    """Equal, a plural/verb form or agent noun of each other, or (words of 5+ letters) one OCR slip apart."""
     if a == b:
+        return True
+    if min(len(a), len(b)) >= 4 and _stem(a) == _stem(b) and len(_stem(a)) >= 4:
         return True
     if len(a) >= 3 and len(b) >= 3 and (a.rstrip("s") == b.rstrip("s") or a.rstrip("es") == b.rstrip("es")):
         return True
@@ -539,6 +553,9 @@ def label_match(question: str, label: str) -> float:
     used: set[int] = set()
     # "Which court or lane is booked?": either of two alternatives is the whole field
     either = {m.group(2): m.group(1) for m in re.finditer(r"\b([a-z]+) or ([a-z]+)\b", question.lower())}
+    # "Who supervises the employee?": the verb names the field (Supervisor), its object less so (Employee)
+    verb = re.match(r"\s*who (\w+) (?:the|a|an|this|that|his|her|their|its) (\w+)", question.lower())
+    objects = {verb.group(2)} if verb and verb.group(1) not in _STOP else set()
     for q in dict.fromkeys(qwords):
         if q in either and either[q] in qwords:
             continue  # counted with its alternative
@@ -546,7 +563,7 @@ def label_match(question: str, label: str) -> float:
         alternative = next((a for a, b in either.items() if b == q), None)
         if alternative:
             forms = (*forms, alternative, *_SYNONYMS.get(alternative, ()))
-        weight = 0.5 if q in _TYPE_WORDS else 1.0
+        weight = 0.5 if q in _TYPE_WORDS or q in objects else 1.0
         total += weight
         hits = [j for j, lw in enumerate(lwords) if any(_same_word(f, lw) for f in forms)]
         if hits:
@@ -566,6 +583,15 @@ def label_match(question: str, label: str) -> float:
     score = max(0.0, matched / total - 0.05 * extra)
     # "From what date does it apply?" matches "Issue date" by "date" alone: the kind of answer, not the field
     return score if fields else 0.3 * score
+
+
+def _only_question_words(question: str, span: str) -> bool:
+    """"Total" for "What is the total?": every word of the span is a word of the question (or its synonym) — the
+    field's name, not its value ("Falcon Publishing" for "Who published this book?" is a value)."""
+    qwords = _content_words(question)
+    words = [w for w in _words(span) if w not in _STOP]
+    return bool(words) and all(any(_same_word(f, w) for q in qwords for f in (q, *_SYNONYMS.get(q, ())))
+                               for w in words)
 
 
 def _is_heading(cell: str) -> bool:
@@ -818,7 +844,7 @@ def extract_answer(question: str, text: str, scorer: Scorer | None = None, *, re
             c.label_score -= 1.0  # it heads a column ("PHONE" above a number): a field name, not a value
         # a span that repeats the question's own words ("Total" for "What is the total?") is its label, not the
         # answer; kinds that carry their own meaning (amounts, dates, codes) are exempt
-        if c.kind in ("name", "cell", "line") and label_match(question, c.text) > 0:
+        if c.kind in ("name", "cell", "line") and _only_question_words(question, c.text):
             c.label_score -= 1.0
     best: dict[str, Candidate] = {}  # one candidate per span text: its best-labelled occurrence
     for c in sorted(pool, key=lambda c: (-c.label_score, c.line)):

@@ -309,3 +309,19 @@ def test_money_and_due_synonyms(question, answer):
     text = ("Statement\nIssue date | 2024-08-19\nTotal before tax | 61.95\nDiscount | -9.29\nTotal payable | 52.66\n"
             "Monthly instalment | 907.23\nDue date | 2024-10-16")
     assert extract_answer(question, text, require_type=True).answer == answer
+
+
+@pytest.mark.parametrize("question,answer", [
+    ("Who supervises the employee?", "Noor Esposito"),   # supervises ~ Supervisor
+    ("Who presides?", "Hugo Lindqvist"),                # presides ~ Presiding judge
+    ("Who approved it?", "Vera Walsh"),                 # approved ~ Approver
+])
+def test_a_verb_finds_its_agent_noun(question, answer):
+    text = ("Leave Request\nQuayside Services\nEmployee | Tom Duarte\nSupervisor | Noor Esposito\n"
+            "Presiding judge | Hugo Lindqvist\nApprover | Vera Walsh")
+    assert extract_answer(question, text, require_type=True).answer == answer
+
+
+def test_a_value_that_shares_a_word_with_the_question_is_still_a_value():
+    text = "THE FORGOTTEN LETTERS\nClara Petrov\nFalcon Publishing"
+    assert extract_answer("Who published this book?", text, require_type=True).answer == "Falcon Publishing"
