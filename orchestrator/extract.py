@@ -94,9 +94,11 @@ _TYPE_KINDS: dict[str, tuple[str, ...]] = {
 #: a "field" question is answered only by a span whose label says so (else ``auto`` generates)
 _FIELD_MIN_LABEL = 0.4
 #: what kind of name a "name" question asks for
+#: questions after someone's job ("What is her job title?", "What does Wiktor Lindqvist do?")
+_JOB_QUESTION = re.compile(r"\bjob title\b|\b(job|position|role|occupation|profession|designation)\b|"
+                           r"\bwhat does [\w .'’-]+ do\b|\bworks? as\b")
 _ROLES: list[tuple[str, re.Pattern[str]]] = [
-    ("job", re.compile(r"\bjob title\b|\b(job|position|role|occupation|profession|designation)\b|"
-                       r"\bwhat does [\w .'’-]+ do\b|\bworks? as\b")),
+    ("job", _JOB_QUESTION),
     ("title", re.compile(r"\b(title|titled|headline|called|name of (the|this) (book|film|movie|show|event|album|song|"
                          r"exhibition|play|tour|concert|festival|product))\b")),
     ("org", re.compile(r"\b(company|firm|shop|store|restaurant|cafe|café|hotel|bank|business|brand|maker|"
@@ -334,7 +336,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
     "shipped": ("dispatch", "dispatched", "despatch", "sent", "collected", "posted"),
     "resolution": ("resolved", "closed", "fixed"),
     "reported": ("logged", "raised", "opened", "report", "filed"),
-    "applied": ("application", "submitted", "applied"),
+    "applied": ("application", "submitted"),
     "deposit": ("advance", "prepaid", "down", "upfront"),
     "hour": ("hourly", "hr", "per"),
     "represents": ("representative", "represented", "counsel", "solicitor", "attorney", "lawyer", "agent"),
@@ -427,11 +429,12 @@ class Candidate:
     label: str
     """The words that label it: the rest of its row, else the line above."""
     weak: bool = False
+    """The label was found only after the span or elsewhere in its row (it counts half)."""
     column: bool = False
     """The label is the header of its column (the row above is a row of bare labels)."""
     in_label: bool = False
-    """The span lies in the label part of its cell ("Date" of "Date issued: 3 Sep 2023"): a field name."""
-    """The label was found only after the span or elsewhere in its row (it counts half)."""
+    """The span is itself a field name: the label part of its cell ("Date" of "Date issued: 3 Sep 2023") or a
+    heading styled as a label ("GUEST NAME" above a name)."""
     label_score: float = 0.0
     lm_score: float | None = None
     score: float = 0.0
@@ -469,7 +472,7 @@ def answer_type(question: str) -> str | None:
         # the question word says it first ("Where does the flight depart from?" asks for a place, not a code;
         # "Which building has these hours?" for a name, not a time)
         return "name"
-    if _ROLES[0][1].search(q) and not re.search(r"\b(number|no|code|id|date|when)\b", q):
+    if _JOB_QUESTION.search(q) and not re.search(r"\b(number|no|code|id|date|when)\b", q):
         return "name"  # "What is her job title?", "What position does Chiara Carvalho hold?": a job title
     if re.match(r"(which|what) [a-z]+(?: [a-z]+)? (issued|sent|published|produced|prepared|signed|wrote|made) "
                 r"(this|these|it|the)\b", q):
