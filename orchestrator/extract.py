@@ -55,7 +55,8 @@ _QUESTION_TYPES: list[tuple[str, str]] = [
     ("website", r"\b(website|web site|url|web address|homepage|online|on the web|internet)\b"),
     ("quantity", r"\b(weight|weigh|weighs|net wt|volume|size|capacity|length|width|height|depth|dimensions?|"
                  r"how (heavy|big|large|long|tall|wide)|dose|dosage|strength|contents?|contains?|quantity|qty)\b"),
-    ("money", r"\bhow much\b|\b(hourly|daily|nightly|weekly|monthly) rate\b|\brate per\b|\b(cost|costs|costed|price|prices|priced|total|subtotal|sub-total|amount|pay|paid|"
+    ("money", r"\bhow much\b|\b(hourly|daily|nightly|weekly|monthly) rate\b|\brate per\b|"
+              r"\b(cost|costs|costed|price|prices|priced|total|subtotal|sub-total|amount|pay|paid|"
               r"payable|charge|charged|fee|fees|fare|tax|vat|tip|gratuity|discount|balance|spent|spend|owed|owe|"
               r"refund|deposit|sum|change|cash|paid in|tendered)\b|[$€£]"),
     ("count", r"\bhow many\b"),
@@ -353,7 +354,8 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("email", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")),
-    ("website", re.compile(r"(?<![@\w.-])(?:https?://)?(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|co|uk|de|"
+    ("website", re.compile(r"(?<![@\w.-])(?:https?://)?(?:www\.)?[a-z0-9-]+(?:\.[a-z0-9-]+)*\."
+                           r"(?:com|org|net|io|co|uk|de|"
                            r"fr|eu|info|biz|edu|gov)(?:/\S*)?\b", re.IGNORECASE)),
     ("date", re.compile(r"\b\d{4}-\d{1,2}-\d{1,2}\b|\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b|"
                         rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}\s*,?\s+\d{{2,4}}\b|"
@@ -373,7 +375,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
                             re.IGNORECASE)),
     ("address", re.compile(r"\b\d{1,5}[A-Za-z]?,?\s+(?:[A-Z][A-Za-z'’-]+\s+){0,3}(?:Street|St|Road|Rd|Lane|Ln|"
                            r"Avenue|Ave|Way|Drive|Dr|Close|Crescent|Place|Pl|Square|Sq|Walk|View|Court|Ct|Terrace|"
-                           r"Hill|Row|Gardens|Parade|Boulevard|Blvd|Quay|Wharf|Mews|Grove|Green|Rise|Highway|Hwy)\b\.?")),
+                           r"Hill|Row|Gardens|Parade|Boulevard|Blvd|Quay|Wharf|Mews|Grove|Green|Rise|Highway|Hwy)"
+                           r"\b\.?")),
     ("number", re.compile(r"(?<![\w.,])\d+(?:[.,]\d+)?(?![\w]|[.,]\d)")),
     ("name", re.compile(r"\b[A-Z][A-Za-z'’.-]*\.?(?:[ ]+(?:[A-Z][A-Za-z'’.-]*|de|van|von|da|di|le|la|du|of|the|and|&))"
                         r"{0,4}[ ]+[A-Z][A-Za-z'’-]+\b|\b[A-Z][A-Za-z]{2,}\b")),
