@@ -28,17 +28,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def _ocr_cache(kind: str, seed: int, digest: str) -> dict:
+def _ocr_cache(tool: object, kind: str, seed: int, digest: str) -> dict:
     from core_model.loading import cache_dir
     from orchestrator.pipeline import contribution
-    from tools import OCRTool
     from training.documents import render
 
     path = cache_dir() / "eval-ocr" / f"{kind}-{seed}-{digest}.json"
     if path.exists():
         return json.loads(path.read_text())
     doc = render(kind, seed)
-    tool = OCRTool()
     result = tool.run_expert(image=doc.image, query="")
     entry = {"text": contribution(result, tool) or "", "layout": doc.layout,
              "questions": [[q.question, list(q.answers)] for q in doc.questions]}
@@ -74,13 +72,15 @@ def main() -> int:
         start, stop = (int(x) for x in args.seeds.split(":"))
     except ValueError:
         parser.error("--seeds must be START:STOP, e.g. 20000:20100")
-    source = (Path(documents.__file__).read_bytes()
-              + (Path(__file__).resolve().parent.parent / "tools" / "ocr.py").read_bytes())
-    digest = hashlib.sha256(source).hexdigest()[:12]
+    from tools import OCRTool, ocr
+
+    # the documents' and the OCR's source: a changed generator or reader is never served from a stale cache
+    digest = documents.source_digest() + hashlib.sha256(Path(ocr.__file__).read_bytes()).hexdigest()[:10]
+    tool = OCRTool()
 
     jobs = [(k, s) for k in kinds for s in range(start, stop)]
     with ThreadPoolExecutor(2) as pool:  # Tesseract runs in its own process: two at a time on two cores
-        docs = list(tqdm(pool.map(lambda job: (job, _ocr_cache(*job, digest)), jobs), total=len(jobs),
+        docs = list(tqdm(pool.map(lambda job: (job, _ocr_cache(tool, *job, digest)), jobs), total=len(jobs),
                          desc="OCR (cached)", unit="doc", dynamic_ncols=True))
     asked = right = declined = readable = 0
     misses: Counter[str] = Counter()

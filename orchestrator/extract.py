@@ -662,13 +662,6 @@ def _typed_value(cell: str) -> bool:
                for m in _PATTERNS_BY_KIND[kind].finditer(cell))
 
 
-def _label_end(cell: str) -> int:
-    """Where the label part of a cell ends: "Tracking number: ZT-22812508"; 0 when the cell has none (words before
-    a number are not always a label: "Director (361) 973-4024")."""
-    head = _LABEL_SPLIT.split(cell, maxsplit=1)
-    return len(head[0]) if len(head) == 2 and head[1] else 0
-
-
 def candidates(text: str) -> list[Candidate]:
     """Every span of ``text`` that could answer a factual question, with its label — one candidate per
     occurrence (a value printed twice, "New charges 91.61" and "AMOUNT DUE 91.61", has both labels)."""
@@ -697,7 +690,11 @@ def candidates(text: str) -> list[Candidate]:
                      for m in _PATTERNS_BY_KIND[kind].finditer(cell)]
             # a phone number that says so ("(386) 962-6386", "+44 400 383 5038") is no code either
             taken += [m.span() for m in _PATTERNS_BY_KIND["phone"].finditer(cell) if re.match(r"\s*[+(]", m.group(0))]
-            label_end = len(cell) if cell_index in label_cells else _label_end(cell)
+            # the label part of the cell: all of a label cell, or the key of "Tracking number: ZT-22812508" (words
+            # before a number are not always a label: "Director (361) 973-4024")
+            head = _LABEL_SPLIT.split(cell, maxsplit=1)
+            keyed_cell = len(head) == 2 and bool(head[1])
+            label_end = len(cell) if cell_index in label_cells else len(head[0]) if keyed_cell else 0
             for kind, pattern in _PATTERNS:
                 for m in pattern.finditer(cell):
                     span = m.group(0).strip()
@@ -723,8 +720,7 @@ def candidates(text: str) -> list[Candidate]:
                     out.append(Candidate(span, kind_, i, label, weak=weak, column=column,
                                          in_label=kind == "name" and m.end() <= label_end))
             if len(cells) > 1 and len(cell) <= _MAX_LINE_CHARS and _meaningful(cell):
-                head = _LABEL_SPLIT.split(cell, maxsplit=1)
-                if len(head) == 2 and head[1]:
+                if keyed_cell:
                     out.append(Candidate(head[1], "cell", i, head[0]))
                 else:
                     label, weak = ((columns[cell_index], False) if columns is not None
