@@ -30,7 +30,8 @@
 
 #define LAV2_ABI 3
 #define QK 32
-#define MB 4              /* activation rows per pass over a weight row in the few-rows kernel (8 measured slower) */
+#define MB 8              /* activation rows per pass over a weight row in the few-rows kernel (4 until the
+                           * two-FMA blocks below; with them 8 measured 20.6 vs 21.3 ms per batch-8 step) */
 #define GEMM_FROM_ROWS 16 /* from this many activation rows on, unpack weight rows once and reuse them */
 #define PREFETCH_BYTES 4096 /* how far ahead of its reads the row kernel prefetches the weight stream */
 
@@ -90,7 +91,17 @@ AI float h2f(const uint8_t *p) {
 #endif
 
 AI vf loadv(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+typedef float vf2 __attribute__((vector_size(8)));
 AI float hsum(vf v) { /* pairwise: log2(VL) dependent adds */
+#if VL == 16 /* the same adds in registers (the array form below went through the stack: ~15% of a batch-8 step) */
+    const vf8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+                + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    const vf4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    const vf2 c = __builtin_shufflevector(b, b, 0, 1) + __builtin_shufflevector(b, b, 2, 3);
+    return c[0] + c[1];
+#endif
     float s[VL]; memcpy(s, &v, sizeof v);
     for (int w = VL / 2; w > 0; w /= 2)
         for (int i = 0; i < w; i++) s[i] += s[i + w];
@@ -213,117 +224,62 @@ AI void unpack_row(int type, const uint8_t *row, int64_t K, float *out, const in
     }
 }
 
-/* Sub-block g before its scale: w[v*VL + i] = q[v][i] * sc[v] + *m. The decode kernel multiplies the scale once
- * per dot product of a sub-block instead of once per weight vector (measured ~1.4x on the AVX-512 row kernel). */
-AI void unpack_raw(int type, const uint8_t *row, int64_t g, vf q[NV], float sc[NV], float *m) {
-    if (type == T_Q4_K) {
-        const uint8_t *b = row + (g >> 3) * 144, *s6 = b + 4;
-        const int j = (int)(g & 7);
-        int s, mn;
-        if (j < 4) {
-            s = s6[j] & 63; mn = s6[j + 4] & 63;
-        } else {
-            s = (s6[j + 4] & 15) | ((s6[j - 4] >> 6) << 4); mn = (s6[j + 4] >> 4) | ((s6[j] >> 6) << 4);
-        }
-        const float d = h2f(b) * (float)s;
-        for (int v = 0; v < NV; v++) { q[v] = TOF(load_bits(b + 16 + (j >> 1) * 32 + v * VL, (j & 1) * 4, 15)); sc[v] = d; }
-        *m = -(h2f(b + 2) * (float)mn);
-        return;
-    }
-    if (type == T_Q6_K) {
-        const uint8_t *b = row + (g >> 3) * 210;
-        const int j = (int)(g & 7), h = j >> 2, l = j & 3;
-        const float d = h2f(b + 208);
-        const int8_t *s8 = (const int8_t *)(b + 192) + 2 * j;
-        for (int v = 0; v < NV; v++) {
-            const vu8 lo = load_bits(b + 64 * h + (l & 1) * 32 + v * VL, (l >> 1) * 4, 15);
-            const vu8 hi = load_bits(b + 128 + 32 * h + v * VL, 2 * l, 3);
-            q[v] = TOF(lo | shl4(hi)) - 32.f;
-            sc[v] = d * (float)s8[v * VL / 16];
-        }
-        *m = 0.f;
-        return;
-    }
-    const uint8_t *b = row + g * block_bytes(type);
-    const float d = h2f(b);
-    for (int v = 0; v < NV; v++) sc[v] = d;
-    if (type == T_Q8_0) {
-        for (int v = 0; v < NV; v++) {
-            vu8 u; memcpy(&u, b + 2 + v * VL, VL);
-            u ^= 0x80; /* see unpack() */
-            q[v] = TOF(u) - 128.f;
-        }
-        *m = 0.f;
-        return;
-    }
-    const uint8_t *qs = b + (type == T_Q4_1 ? 4 : 2);
-    for (int v = 0; v < NV; v++) {
-        const vu8 u = load_bits(qs + (v % (NV / 2)) * VL, v < NV / 2 ? 0 : 4, 15);
-        q[v] = type == T_Q4_0 ? TOF(u) - 8.f : TOF(u);
-    }
-    *m = type == T_Q4_1 ? h2f(b + 2) : 0.f;
-}
-
 /* ---- few activation rows (decode): unpack each block once for up to MB rows, straight from memory.
- * One weight row x M activation rows: y[m*ldy] = sum_k x[m*K + k] * W[k]. Per sub-block the unscaled dot product
- * is formed first and scaled once; even and odd sub-blocks feed two independent accumulator chains per row. The
- * offset term m_g * sum(x over block g) (Q4_1, Q4_K) uses the precomputed block sums xs[m*G + g]. (Tiles of 2-4
- * weight rows sharing the activation loads were measured slower: 4.6 vs 3.2 ms per SmolLM2 token.) */
-AI void block_dot(int type, const uint8_t *row, int64_t g, const float *x, int64_t K, const float *xs, int64_t G,
-                  const int M, vf acc[MB], float off[MB]) {
-    vf q[NV]; float sc[NV], mn;
-    unpack_raw(type, row, g, q, sc, &mn);
+ * One weight row x M activation rows: y[m*ldy] = sum_k x[m*K + k] * W[k]. Every block is scaled (and offset) once
+ * into float weights, so each activation row costs exactly one FMA per weight vector (before: the unscaled dot
+ * product per row, then a scale and a scalar offset term per row; the batch-8 step went 23.4-24.8 -> 20.6-21.6 ms
+ * and batch 1 7.4-8.0 -> 6.9-7.0 ms, bench/decode_step.py, 2026-12-07, Zen 4, SmolLM2 Q4_1/Q8_0). Even and odd
+ * sub-blocks feed two independent accumulator chains per row. A row's result does not depend on how many rows
+ * share the pass, so batched == single. (Tiles of 2-4 weight rows sharing the activation loads were measured
+ * slower: 4.6 vs 3.2 ms per SmolLM2 token.) */
+AI void block_dot(int type, const uint8_t *row, int64_t g, const float *x, int64_t K, const int M, vf acc[MB]) {
+    vf w[NV]; float mn;
+    unpack(type, row, g, w, &mn);
+    for (int v = 0; v < NV; v++) w[v] += mn;
     for (int m = 0; m < M; m++) {
         const float *xm = x + m * K + g * QK;
-        if (type == T_Q6_K && VL < 16) { /* one scale per 16 weights: NV/2 vectors share each */
-            vf t0 = q[0] * loadv(xm), t1 = q[NV / 2] * loadv(xm + (NV / 2) * VL);
-            for (int v = 1; v < NV / 2; v++) {
-                t0 += q[v] * loadv(xm + v * VL);
-                t1 += q[NV / 2 + v] * loadv(xm + (NV / 2 + v) * VL);
-            }
-            acc[m] += t0 * sc[0] + t1 * sc[NV / 2];
-        } else if (type == T_Q6_K) { /* VL 16: one scale per vector */
-            acc[m] += q[0] * loadv(xm) * sc[0] + q[1] * loadv(xm + VL) * sc[1];
-        } else {
-            vf t = q[0] * loadv(xm);
-            for (int v = 1; v < NV; v++) t += q[v] * loadv(xm + v * VL);
-            acc[m] += t * sc[0];
-        }
-        if (type == T_Q4_1 || type == T_Q4_K) off[m] += mn * xs[m * G + g];
+        vf t = acc[m];
+        for (int v = 0; v < NV; v++) t += w[v] * loadv(xm + v * VL);
+        acc[m] = t;
     }
 }
 
-AI void row_dot(int type, const uint8_t *row, int64_t G, const float *x, int64_t K, const float *xs, const int M,
-                float *y, int64_t ldy) {
+AI void row_dot(int type, const uint8_t *row, int64_t G, const float *x, int64_t K, const int M, float *y,
+                int64_t ldy) {
     vf a0[MB], a1[MB];
-    float o0[MB], o1[MB];
-    for (int m = 0; m < M; m++) { a0[m] = (vf){0}; a1[m] = (vf){0}; o0[m] = 0.f; o1[m] = 0.f; }
+    for (int m = 0; m < M; m++) { a0[m] = (vf){0}; a1[m] = (vf){0}; }
     int64_t g = 0;
     const int64_t sub_bytes = block_bytes(type) / (block_weights(type) / QK); /* bytes per 32 weights */
     for (; g + 1 < G; g += 2) {
         /* the hardware prefetcher stops at 4 KiB pages; a software prefetch this far ahead keeps the stream of
          * rows flowing (measured 23 -> 13 ms per SmolLM2 token, one thread, the row kernel) */
         __builtin_prefetch(row + PREFETCH_BYTES + g * sub_bytes);
-        block_dot(type, row, g, x, K, xs, G, M, a0, o0);
-        block_dot(type, row, g + 1, x, K, xs, G, M, a1, o1);
+        block_dot(type, row, g, x, K, M, a0);
+        block_dot(type, row, g + 1, x, K, M, a1);
     }
-    if (g < G) block_dot(type, row, g, x, K, xs, G, M, a0, o0);
-    for (int m = 0; m < M; m++) y[m * ldy] = hsum(a0[m] + a1[m]) + (o0[m] + o1[m]);
+    if (g < G) block_dot(type, row, g, x, K, M, a0);
+    for (int m = 0; m < M; m++) y[m * ldy] = hsum(a0[m] + a1[m]);
 }
 
 /* Rows [n0, n1) for all M activation rows, MB at a time (the weight row stays in L1 between passes). */
 AI void rows_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const float *x, int64_t M,
-                   const float *xs, float *y, int64_t N) {
+                   float *y, int64_t N) {
     const int64_t G = K / QK, rb = row_bytes(type, K);
     for (int64_t n = n0; n < n1; n++)
         for (int64_t m0 = 0; m0 < M; m0 += MB) {
-            const float *xm = x + m0 * K, *xsm = xs + m0 * G;
+            const float *xm = x + m0 * K;
             float *yn = y + m0 * N + n;
             switch (M - m0 < MB ? M - m0 : MB) {
-            case 1: row_dot(type, w + n * rb, G, xm, K, xsm, 1, yn, N); break;
-            case 2: row_dot(type, w + n * rb, G, xm, K, xsm, 2, yn, N); break;
-            case 3: row_dot(type, w + n * rb, G, xm, K, xsm, 3, yn, N); break;
-            default: row_dot(type, w + n * rb, G, xm, K, xsm, 4, yn, N); break;
+            case 1: row_dot(type, w + n * rb, G, xm, K, 1, yn, N); break;
+            case 2: row_dot(type, w + n * rb, G, xm, K, 2, yn, N); break;
+            case 3: row_dot(type, w + n * rb, G, xm, K, 3, yn, N); break;
+            case 4: row_dot(type, w + n * rb, G, xm, K, 4, yn, N); break;
+#if MB > 4
+            case 5: row_dot(type, w + n * rb, G, xm, K, 5, yn, N); break;
+            case 6: row_dot(type, w + n * rb, G, xm, K, 6, yn, N); break;
+            case 7: row_dot(type, w + n * rb, G, xm, K, 7, yn, N); break;
+            default: row_dot(type, w + n * rb, G, xm, K, 8, yn, N); break;
+#endif
             }
         }
 }
@@ -331,8 +287,8 @@ AI void rows_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K
 /* one copy per block type, so the type branches in unpack() and row_dot() fold away */
 #define ROWS_RANGE(T)                                                                                      \
     static void rows_##T(const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const float *x, int64_t M,   \
-                         const float *xs, float *y, int64_t N) {                                           \
-        rows_range(T, w, n0, n1, K, x, M, xs, y, N);                                                       \
+                         float *y, int64_t N) {                                                            \
+        rows_range(T, w, n0, n1, K, x, M, y, N);                                                           \
     }
 ROWS_RANGE(T_Q4_0)
 ROWS_RANGE(T_Q4_1)
@@ -730,6 +686,12 @@ int lav2_abi_version(void) { return LAV2_ABI; }
 /* which int8 dot-product implementation this build has: 2 VNNI, 1 AVX2, 0 portable C (same results) */
 int lav2_int8_impl(void) { return I8_IMPL; }
 
+typedef void (*rows_fn)(const uint8_t *, int64_t, int64_t, int64_t, const float *, int64_t, float *, int64_t);
+static rows_fn rows_for(int type) {
+    return type == T_Q4_0 ? rows_T_Q4_0 : type == T_Q4_1 ? rows_T_Q4_1 : type == T_Q8_0 ? rows_T_Q8_0
+         : type == T_Q4_K ? rows_T_Q4_K : rows_T_Q6_K;
+}
+
 /* y (M x N) = x (M x K) @ W^T, W given as N rows of GGUF blocks; nt threads. 0 on success. */
 int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, int64_t M, float *y, int nt,
             int act) {
@@ -750,22 +712,8 @@ int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, in
         free(buf);
         return 0;
     }
-    const int64_t G = K / QK;
     const int gemm = M >= GEMM_FROM_ROWS;
-    float *xs = NULL;
-    if (!gemm) {
-        xs = (float *)malloc(sizeof(float) * (size_t)(M * G + 1));
-        if (!xs) return -2;
-        for (int64_t m = 0; m < M; m++)
-            for (int64_t g = 0; g < G; g++) {
-                float s = 0.f;
-                for (int j = 0; j < QK; j++) s += x[m * K + g * QK + j];
-                xs[m * G + g] = s;
-            }
-    }
-    void (*rows)(const uint8_t *, int64_t, int64_t, int64_t, const float *, int64_t, const float *, float *,
-                 int64_t) = type == T_Q4_0 ? rows_T_Q4_0 : type == T_Q4_1 ? rows_T_Q4_1 : type == T_Q8_0 ? rows_T_Q8_0
-                           : type == T_Q4_K ? rows_T_Q4_K : rows_T_Q6_K;
+    const rows_fn rows = rows_for(type);
     int failed = 0;
     /* one contiguous chunk of rows per thread: each thread streams its own part of W */
     const int threads = nt > 1 && N >= 64 ? nt : 1;
@@ -774,7 +722,7 @@ int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, in
         const int64_t chunk = (N + threads - 1) / threads;
         const int64_t n0 = t * chunk < N ? t * chunk : N, n1 = n0 + chunk < N ? n0 + chunk : N;
         if (!gemm) {
-            rows(w, n0, n1, K, x, M, xs, y, N);
+            rows(w, n0, n1, K, x, M, y, N);
             continue;
         }
         float *wb = (float *)malloc(sizeof(float) * (size_t)(NR * K));
@@ -782,7 +730,6 @@ int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, in
         gemm_range(type, w, n0, n1, K, x, M, y, N, wb);
         free(wb);
     }
-    free(xs);
     return failed ? -2 : 0;
 }
 
@@ -847,27 +794,10 @@ typedef struct {
     int64_t rope_len, kv_hs, kv_ps;
 } lav2_model;
 
-typedef void (*rows_fn)(const uint8_t *, int64_t, int64_t, int64_t, const float *, int64_t, const float *, float *,
-                        int64_t);
-static rows_fn rows_for(int type) {
-    return type == T_Q4_0 ? rows_T_Q4_0 : type == T_Q4_1 ? rows_T_Q4_1 : type == T_Q8_0 ? rows_T_Q8_0
-         : type == T_Q4_K ? rows_T_Q4_K : rows_T_Q6_K;
-}
-
 static void span(int64_t total, int t, int nt, int64_t *lo, int64_t *hi) {
     const int64_t chunk = (total + nt - 1) / nt;
     *lo = t * chunk < total ? t * chunk : total;
     *hi = *lo + chunk < total ? *lo + chunk : total;
-}
-
-static void block_sums(const float *x, int64_t M, int64_t K, float *xs) {
-    const int64_t G = K / QK;
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t g = 0; g < G; g++) {
-            float s = 0.f;
-            for (int j = 0; j < QK; j++) s += x[m * K + g * QK + j];
-            xs[m * G + g] = s;
-        }
 }
 
 static void rms_norm(const float *x, const float *w, int64_t M, int64_t K, float eps, float *y) {
@@ -879,7 +809,7 @@ static void rms_norm(const float *x, const float *w, int64_t M, int64_t K, float
     }
 }
 
-/* the input of a linear: x itself, or s * x for mode 3 (into buf); xs: its block sums */
+/* the input of a linear: x itself, or s * x for mode 3 (into buf); quantised into qi for int8 activations */
 AI float dot(const float *a, const float *b, int64_t D) {
     int64_t i = 0;
     float s = 0.f;
@@ -894,7 +824,7 @@ AI float dot(const float *a, const float *b, int64_t D) {
 
 AI int lin_i8(const lav2_lin *L) { return L->act && I8_OK(L->type, L->k); }
 
-static const float *lin_input(const lav2_lin *L, const float *x, int64_t M, float *buf, float *xs, qin_t *qi) {
+static const float *lin_input(const lav2_lin *L, const float *x, int64_t M, float *buf, qin_t *qi) {
     const float *in = x;
     if (L->mode == 3) {
         for (int64_t m = 0; m < M; m++)
@@ -902,7 +832,6 @@ static const float *lin_input(const lav2_lin *L, const float *x, int64_t M, floa
         in = buf;
     }
     if (lin_i8(L)) quantize_rows(L->type, in, M, L->k, qi);
-    else if (M < GEMM_FROM_ROWS && L->type != T_F32) block_sums(in, M, L->k, xs);
     return in;
 }
 
@@ -913,7 +842,7 @@ AI int same_q(const lav2_lin *a, const lav2_lin *b) {
 }
 
 /* rows [n0, n1) of y (ldy apart) = the linear of x (M rows), bias and scale applied */
-static void lin_rows(const lav2_lin *L, const float *x, const float *xs, const qin_t *qi, int64_t M, int64_t n0,
+static void lin_rows(const lav2_lin *L, const float *x, const qin_t *qi, int64_t M, int64_t n0,
                      int64_t n1, float *y, int64_t ldy, float *wb) {
     if (n0 >= n1) return;
     if (lin_i8(L)) i8_rows(L->type, L->w, n0, n1, L->k, qi, M, y, ldy);
@@ -922,7 +851,7 @@ static void lin_rows(const lav2_lin *L, const float *x, const float *xs, const q
         for (int64_t n = n0; n < n1; n++)
             for (int64_t m = 0; m < M; m++) y[m * ldy + n] = dot(x + m * L->k, w + n * L->k, L->k);
     } else if (M >= GEMM_FROM_ROWS) gemm_range(L->type, L->w, n0, n1, L->k, x, M, y, ldy, wb);
-    else rows_for(L->type)(L->w, n0, n1, L->k, x, M, xs, y, ldy);
+    else rows_for(L->type)(L->w, n0, n1, L->k, x, M, y, ldy);
     if (L->mode == 0) return;
     for (int64_t m = 0; m < M; m++)
         for (int64_t n = n0; n < n1; n++) {
@@ -1009,12 +938,11 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
             if (m->layers[l].prompts[s].P > maxp) maxp = m->layers[l].prompts[s].P;
     const int threads = nt > 1 ? nt : 1;
     /* shared: q, k, v, attention output, gate, up, product output. Per thread: its own copy of the normed input,
-     * the (input-scaled) inputs of up to three linears and their block sums — every thread computes them itself
+     * the (input-scaled) inputs of up to three linears — every thread computes them itself
      * (a few thousand flops) instead of one thread computing and a barrier publishing them — plus a prefill tile
      * and attention scores. Five barriers per layer. Every buffer starts on a 64-byte line (ALIGNED rounds sizes
      * to whole lines): vector loads of activations that straddle two lines cost twice. With the per-thread
      * workspace below, measured: batch-8 step 27.9 -> 19.5 ms, batch 4 14.6 -> 10.1 ms, batch 1 unchanged. */
-    const int64_t xsw = ALIGNED(B * (wide / QK + 1));
     int any_i8 = m->head.w && lin_i8(&m->head); /* int8 activations: three quantised inputs per thread too */
     for (int64_t l = 0; l < m->n_layers && !any_i8; l++) {
         const lav2_layer *L = m->layers + l;
@@ -1022,7 +950,7 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
               || lin_i8(&L->w2) || lin_i8(&L->w3);
     }
     const int64_t qf = any_i8 ? qin_floats(B, wide) : 0;
-    const int64_t per_thread = ALIGNED(B * dim) + 3 * ALIGNED(B * wide) + 3 * xsw + ALIGNED(NR * wide)
+    const int64_t per_thread = ALIGNED(B * dim) + 3 * ALIGNED(B * wide) + ALIGNED(NR * wide)
                              + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp) + 3 * qf;
     const int64_t sq = ALIGNED(B * qd), skv = ALIGNED(B * kvd), sf = ALIGNED(B * F);
     float *ws = workspace((size_t)(2 * sq + 2 * skv + 2 * sf + ALIGNED(B * kmax)) + (size_t)threads * per_thread);
@@ -1037,8 +965,8 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
 #else
         const int t = 0, nth = 1;
 #endif
-        float *xn = thr + t * per_thread, *in3 = xn + ALIGNED(B * dim), *xs3 = in3 + 3 * ALIGNED(B * wide);
-        float *wb = xs3 + 3 * xsw, *sc = wb + ALIGNED(NR * wide);
+        float *xn = thr + t * per_thread, *in3 = xn + ALIGNED(B * dim);
+        float *wb = in3 + 3 * ALIGNED(B * wide), *sc = wb + ALIGNED(NR * wide);
         qin_t q3[3]; /* quantised inputs (int8 activations only), K set per linear */
         float *qb = sc + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp);
         memset(q3, 0, sizeof q3);
@@ -1049,17 +977,17 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
         for (int64_t l = 0; l < m->n_layers; l++) {
             const lav2_layer *L = m->layers + l;
             rms_norm(x, L->attn_norm, B, dim, m->eps, xn);
-            inq = lin_input(&L->wq, xn, B, in3, xs3, QIN(0, &L->wq));
+            inq = lin_input(&L->wq, xn, B, in3, QIN(0, &L->wq));
             if (same_q(&L->wq, &L->wk)) { ink = inq; q3[1] = q3[0]; }
-            else ink = lin_input(&L->wk, xn, B, in3 + iw, xs3 + xsw, QIN(1, &L->wk));
+            else ink = lin_input(&L->wk, xn, B, in3 + iw, QIN(1, &L->wk));
             if (same_q(&L->wq, &L->wv)) { inv = inq; q3[2] = q3[0]; }
-            else inv = lin_input(&L->wv, xn, B, in3 + 2 * iw, xs3 + 2 * xsw, QIN(2, &L->wv));
+            else inv = lin_input(&L->wv, xn, B, in3 + 2 * iw, QIN(2, &L->wv));
             /* q, k and v rows as one range split over the threads */
             span(qd + 2 * kvd, t, nth, &lo, &hi);
-            lin_rows(&L->wq, inq, xs3, q3, B, lo, hi < qd ? hi : qd, q, qd, wb);
-            lin_rows(&L->wk, ink, xs3 + xsw, q3 + 1, B, lo - qd > 0 ? lo - qd : 0, hi - qd < kvd ? hi - qd : kvd, kk,
+            lin_rows(&L->wq, inq, q3, B, lo, hi < qd ? hi : qd, q, qd, wb);
+            lin_rows(&L->wk, ink, q3 + 1, B, lo - qd > 0 ? lo - qd : 0, hi - qd < kvd ? hi - qd : kvd, kk,
                      kvd, wb);
-            lin_rows(&L->wv, inv, xs3 + 2 * xsw, q3 + 2, B, lo - qd - kvd > 0 ? lo - qd - kvd : 0,
+            lin_rows(&L->wv, inv, q3 + 2, B, lo - qd - kvd > 0 ? lo - qd - kvd : 0,
                      hi - qd - kvd < kvd ? hi - qd - kvd : kvd, vv, kvd, wb);
             #pragma omp barrier
             /* one task per (row, kv head): rotate and store its key/value, then attend for the query heads
@@ -1087,35 +1015,35 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
                 }
             }
             #pragma omp barrier
-            in_o = lin_input(&L->wo, att, B, in3, xs3, QIN(0, &L->wo));
+            in_o = lin_input(&L->wo, att, B, in3, QIN(0, &L->wo));
             span(dim, t, nth, &lo, &hi);
-            lin_rows(&L->wo, in_o, xs3, q3, B, lo, hi, tmp, dim, wb);
+            lin_rows(&L->wo, in_o, q3, B, lo, hi, tmp, dim, wb);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
             rms_norm(x, L->ffn_norm, B, dim, m->eps, xn);
-            inq = lin_input(&L->w1, xn, B, in3, xs3, QIN(0, &L->w1));
+            inq = lin_input(&L->w1, xn, B, in3, QIN(0, &L->w1));
             if (same_q(&L->w1, &L->w3)) { ink = inq; q3[1] = q3[0]; }
-            else ink = lin_input(&L->w3, xn, B, in3 + iw, xs3 + xsw, QIN(1, &L->w3));
+            else ink = lin_input(&L->w3, xn, B, in3 + iw, QIN(1, &L->w3));
             /* gate and up rows of the same range, then silu(gate) * up for them: no barrier in between */
             span(F, t, nth, &lo, &hi);
-            lin_rows(&L->w1, inq, xs3, q3, B, lo, hi, g, F, wb);
-            lin_rows(&L->w3, ink, xs3 + xsw, q3 + 1, B, lo, hi, u, F, wb);
+            lin_rows(&L->w1, inq, q3, B, lo, hi, g, F, wb);
+            lin_rows(&L->w3, ink, q3 + 1, B, lo, hi, u, F, wb);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) g[b * F + n] = silu(g[b * F + n]) * u[b * F + n];
             #pragma omp barrier
-            in2 = lin_input(&L->w2, g, B, in3, xs3, QIN(0, &L->w2));
+            in2 = lin_input(&L->w2, g, B, in3, QIN(0, &L->w2));
             span(dim, t, nth, &lo, &hi);
-            lin_rows(&L->w2, in2, xs3, q3, B, lo, hi, tmp, dim, wb);
+            lin_rows(&L->w2, in2, q3, B, lo, hi, tmp, dim, wb);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
         }
         if (m->head.w) {
             rms_norm(x, m->norm, B, dim, m->eps, xn);
-            in_o = lin_input(&m->head, xn, B, in3, xs3, QIN(0, &m->head));
+            in_o = lin_input(&m->head, xn, B, in3, QIN(0, &m->head));
             span(vocab, t, nth, &lo, &hi);
-            lin_rows(&m->head, in_o, xs3, q3, B, lo, hi, out, vocab, wb);
+            lin_rows(&m->head, in_o, q3, B, lo, hi, out, vocab, wb);
         } else {
             #pragma omp single
             rms_norm(x, m->norm, B, dim, m->eps, out);
