@@ -291,8 +291,8 @@ class PackedWeight:
                                           torch.get_num_threads()), "dequantise")
 
     def _product(self, x2: torch.Tensor) -> torch.Tensor:
-        """(M, K) float32 contiguous -> (M, N). Few rows read the blocks directly (decode); from 16 rows on the
-        kernel unpacks tiles of W once and reuses them (prefill: faster than BLAS on the dequantised matrix)."""
+        """(M, K) float32 contiguous -> (M, N), straight from the blocks for any M (decode and prefill use one
+        kernel, so a row's values do not depend on how many rows came with it)."""
         n, k = self.shape
         m = x2.shape[0]
         y = torch.empty(m, n, dtype=torch.float32)

@@ -32,22 +32,18 @@
 #define QK 32
 #define MB 8              /* activation rows per pass over a weight row in the few-rows kernel (4 until the
                            * two-FMA blocks below; with them 8 measured 20.6 vs 21.3 ms per batch-8 step) */
-#define GEMM_FROM_ROWS 16 /* from this many activation rows on, unpack weight rows once and reuse them */
+#define NTILE 32          /* weight rows per tile: every MB activation rows sweep a tile (in L1/L2) before the next */
 #define PREFETCH_BYTES 4096 /* how far ahead of its reads the row kernel prefetches the weight stream */
 
 enum { T_F32 = 0, T_Q4_0 = 2, T_Q4_1 = 3, T_Q8_0 = 8, T_Q4_K = 12, T_Q6_K = 14 }; /* GGML type ids */
 
 #if defined(__AVX512F__)
 #define VL 16
-#define MR 4 /* 32 zmm registers: 16 accumulators + 4 weight vectors + 1 activation vector */
 #elif defined(__AVX__)
 #define VL 8
-#define MR 2 /* 16 ymm registers: 8 accumulators + 4 weight vectors + 1 activation vector */
 #else
 #define VL 4
-#define MR 4
 #endif
-#define NR 4          /* weight rows per micro-kernel tile */
 #define NV (QK / VL)  /* vectors per block */
 #define ALIGNED(n) (((int64_t)(n) + 15) & ~(int64_t)15) /* floats, rounded up to whole 64-byte lines */
 
@@ -203,20 +199,17 @@ AI void unpack(int type, const uint8_t *row, int64_t g, vf out[NV], float *m) {
     *m = type == T_Q4_1 ? h2f(b + 2) : 0.f;
 }
 
-/* One row of K weights as float32 into out. With exact != 0 the offset is added behind a call boundary, so the
- * compiler cannot fuse d*q + m into one multiply-add and the values round exactly like the reference (gguf-py:
- * (d*q) + m); the products do not need that and take the inlined, possibly fused, form. */
+/* One row of K weights as float32 into out (dequantisation, embedding rows). The offset is added behind a call
+ * boundary, so the compiler cannot fuse d*q + m into one multiply-add and the values round exactly like the
+ * reference (gguf-py: (d*q) + m); the products do not need that and take the inlined, possibly fused, form. */
 static __attribute__((noinline)) void unpack_call(int type, const uint8_t *row, int64_t g, vf out[NV], float *m) {
     unpack(type, row, g, out, m);
 }
 
-AI void unpack_row(int type, const uint8_t *row, int64_t K, float *out, const int exact) {
+static void unpack_row(int type, const uint8_t *row, int64_t K, float *out) {
     for (int64_t g = 0; g < K / QK; g++) {
         vf w[NV]; float mn;
-        if (exact)
-            unpack_call(type, row, g, w, &mn);
-        else
-            unpack(type, row, g, w, &mn);
+        unpack_call(type, row, g, w, &mn);
         for (int v = 0; v < NV; v++) {
             const vf t = w[v] + mn;
             memcpy(out + g * QK + v * VL, &t, sizeof t);
@@ -261,15 +254,22 @@ AI void row_dot(int type, const uint8_t *row, int64_t G, const float *x, int64_t
     for (int m = 0; m < M; m++) y[m * ldy] = hsum(a0[m] + a1[m]);
 }
 
-/* Rows [n0, n1) for all M activation rows, MB at a time (the weight row stays in L1 between passes). */
+/* Rows [n0, n1) for all M activation rows: per tile of NTILE weight rows, MB (or MB/2) activation rows at a time
+ * sweep the tile (those rows stay in L1, the tile in L2). The one kernel for every M: a row's result never depends
+ * on how many rows came with it — prefill and decode, batched and single alike. It replaced an unpack-then-
+ * micro-kernel path for 16+ rows, whose inner loop GCC compiled to two loads per FMA: the products of a 106-token
+ * SmolLM2 prefill (210 matrices in model order, 2 threads) went 182-190 -> 160-178 ms, and decode is unchanged. */
 AI void rows_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const float *x, int64_t M,
                    float *y, int64_t N) {
     const int64_t G = K / QK, rb = row_bytes(type, K);
-    for (int64_t n = n0; n < n1; n++)
-        for (int64_t m0 = 0; m0 < M; m0 += MB) {
+    const int64_t mb = K * MB > 6144 ? MB / 2 : MB; /* MB rows of x in 24 KiB of L1 (the FFN's down product, K
+                                                      * 1536: 1.84 -> 1.49 ms at 106 rows with 4 rows a pass) */
+    for (int64_t t0 = n0; t0 < n1; t0 += NTILE)
+    for (int64_t m0 = 0; m0 < M; m0 += mb)
+        for (int64_t n = t0; n < (t0 + NTILE < n1 ? t0 + NTILE : n1); n++) {
             const float *xm = x + m0 * K;
             float *yn = y + m0 * N + n;
-            switch (M - m0 < MB ? M - m0 : MB) {
+            switch (M - m0 < mb ? M - m0 : mb) {
             case 1: row_dot(type, w + n * rb, G, xm, K, 1, yn, N); break;
             case 2: row_dot(type, w + n * rb, G, xm, K, 2, yn, N); break;
             case 3: row_dot(type, w + n * rb, G, xm, K, 3, yn, N); break;
@@ -295,50 +295,6 @@ ROWS_RANGE(T_Q4_1)
 ROWS_RANGE(T_Q8_0)
 ROWS_RANGE(T_Q4_K)
 ROWS_RANGE(T_Q6_K)
-
-/* ---- many activation rows (prefill): unpack NR weight rows into a small buffer, then a register-blocked
- * MR x NR micro-kernel of dot products over K. Unpacking a block once per few activation rows costs as much as
- * the products themselves once M is large; this reuses each unpacked row for all M rows. */
-
-/* y[m*ldy + r] = dot(x[m*K ..], wb[r*K ..]) for m < mr, r < nr (at most MR, NR) */
-AI void micro(const float *x, const float *wb, int64_t K, const int mr, const int nr, float *y, int64_t ldy) {
-    vf acc[MR][NR];
-    for (int m = 0; m < mr; m++)
-        for (int r = 0; r < nr; r++) acc[m][r] = (vf){0};
-    for (int64_t k = 0; k < K; k += VL) {
-        vf w[NR];
-        for (int r = 0; r < nr; r++) w[r] = loadv(wb + r * K + k);
-        for (int m = 0; m < mr; m++) {
-            const vf xv = loadv(x + m * K + k);
-            for (int r = 0; r < nr; r++) acc[m][r] += xv * w[r];
-        }
-    }
-    for (int m = 0; m < mr; m++)
-        for (int r = 0; r < nr; r++) y[m * ldy + r] = hsum(acc[m][r]);
-}
-
-static void micro_any(const float *x, const float *wb, int64_t K, int mr, int nr, float *y, int64_t ldy) {
-    if (mr == MR && nr == NR) { micro(x, wb, K, MR, NR, y, ldy); return; }
-    for (int m = 0; m < mr; m++) /* edges: one activation row at a time */
-        switch (nr) {
-        case 1: micro(x + m * K, wb, K, 1, 1, y + m * ldy, ldy); break;
-        case 2: micro(x + m * K, wb, K, 1, 2, y + m * ldy, ldy); break;
-        case 3: micro(x + m * K, wb, K, 1, 3, y + m * ldy, ldy); break;
-        default: micro(x + m * K, wb, K, 1, 4, y + m * ldy, ldy); break;
-        }
-}
-
-/* rows [n0, n1) of y = x @ W^T for any M; wb: NR*K floats of scratch */
-static void gemm_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const float *x, int64_t M,
-                       float *y, int64_t N, float *wb) {
-    const int64_t rb = row_bytes(type, K);
-    for (int64_t n = n0; n < n1; n += NR) {
-        const int nr = n1 - n < NR ? (int)(n1 - n) : NR;
-        for (int r = 0; r < nr; r++) unpack_row(type, w + (n + r) * rb, K, wb + r * K, 0);
-        for (int64_t m = 0; m < M; m += MR)
-            micro_any(x + m * K, wb, K, M - m < MR ? (int)(M - m) : MR, nr, y + m * N + n, N);
-    }
-}
 
 /* ---- int8 activations (opt-in: LAV2_ACTIVATIONS=int8 / load_model(activations="int8")) for Q4_0, Q4_1, Q8_0.
  * The fp32 kernels above stay the default and are not touched by this path.
@@ -712,25 +668,16 @@ int lav2_mm(int type, const uint8_t *w, int64_t N, int64_t K, const float *x, in
         free(buf);
         return 0;
     }
-    const int gemm = M >= GEMM_FROM_ROWS;
     const rows_fn rows = rows_for(type);
-    int failed = 0;
     /* one contiguous chunk of rows per thread: each thread streams its own part of W */
     const int threads = nt > 1 && N >= 64 ? nt : 1;
-    #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1) reduction(|:failed)
+    #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
     for (int t = 0; t < threads; t++) {
         const int64_t chunk = (N + threads - 1) / threads;
         const int64_t n0 = t * chunk < N ? t * chunk : N, n1 = n0 + chunk < N ? n0 + chunk : N;
-        if (!gemm) {
-            rows(w, n0, n1, K, x, M, y, N);
-            continue;
-        }
-        float *wb = (float *)malloc(sizeof(float) * (size_t)(NR * K));
-        if (!wb) { failed = 1; continue; }
-        gemm_range(type, w, n0, n1, K, x, M, y, N, wb);
-        free(wb);
+        rows(w, n0, n1, K, x, M, y, N);
     }
-    return failed ? -2 : 0;
+    return 0;
 }
 
 /* out (N x K) = the float32 values of the blocks (equal to gguf-py's dequantize). */
@@ -738,7 +685,7 @@ int lav2_dequant(int type, const uint8_t *w, int64_t N, int64_t K, float *out, i
     if (!block_bytes(type) || K % block_weights(type) || N < 0) return -1;
     const int64_t rb = row_bytes(type, K);
     #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1 && N >= 64)
-    for (int64_t n = 0; n < N; n++) unpack_row(type, w + n * rb, K, out + n * K, 1);
+    for (int64_t n = 0; n < N; n++) unpack_row(type, w + n * rb, K, out + n * K);
     return 0;
 }
 
@@ -748,7 +695,7 @@ int lav2_rows(int type, const uint8_t *w, int64_t N, int64_t K, const int64_t *i
     for (int64_t i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= N) return -3;
     const int64_t rb = row_bytes(type, K);
-    for (int64_t i = 0; i < n; i++) unpack_row(type, w + ids[i] * rb, K, out + i * K, 1);
+    for (int64_t i = 0; i < n; i++) unpack_row(type, w + ids[i] * rb, K, out + i * K);
     return 0;
 }
 
@@ -843,14 +790,14 @@ AI int same_q(const lav2_lin *a, const lav2_lin *b) {
 
 /* rows [n0, n1) of y (ldy apart) = the linear of x (M rows), bias and scale applied */
 static void lin_rows(const lav2_lin *L, const float *x, const qin_t *qi, int64_t M, int64_t n0,
-                     int64_t n1, float *y, int64_t ldy, float *wb) {
+                     int64_t n1, float *y, int64_t ldy) {
     if (n0 >= n1) return;
     if (lin_i8(L)) i8_rows(L->type, L->w, n0, n1, L->k, qi, M, y, ldy);
     else if (L->type == T_F32) {
         const float *w = (const float *)L->w;
         for (int64_t n = n0; n < n1; n++)
             for (int64_t m = 0; m < M; m++) y[m * ldy + n] = dot(x + m * L->k, w + n * L->k, L->k);
-    } else if (M >= GEMM_FROM_ROWS) gemm_range(L->type, L->w, n0, n1, L->k, x, M, y, ldy, wb);
+    }
     else rows_for(L->type)(L->w, n0, n1, L->k, x, M, y, ldy);
     if (L->mode == 0) return;
     for (int64_t m = 0; m < M; m++)
@@ -988,8 +935,8 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
     const int threads = nt > 1 ? nt : 1;
     /* shared: q, k, v, attention output, gate, up, product output. Per thread: its own copy of the normed input,
      * the (input-scaled) inputs of up to three linears — every thread computes them itself
-     * (a few thousand flops) instead of one thread computing and a barrier publishing them — plus a prefill tile
-     * and attention scores. Five barriers per layer. Every buffer starts on a 64-byte line (ALIGNED rounds sizes
+     * (a few thousand flops) instead of one thread computing and a barrier publishing them — plus attention
+     * scores. Five barriers per layer. Every buffer starts on a 64-byte line (ALIGNED rounds sizes
      * to whole lines): vector loads of activations that straddle two lines cost twice. With the per-thread
      * workspace below, measured: batch-8 step 27.9 -> 19.5 ms, batch 4 14.6 -> 10.1 ms, batch 1 unchanged. */
     int any_i8 = m->head.w && lin_i8(&m->head); /* int8 activations: three quantised inputs per thread too */
@@ -999,7 +946,7 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
               || lin_i8(&L->w2) || lin_i8(&L->w3);
     }
     const int64_t qf = any_i8 ? qin_floats(B, wide) : 0;
-    const int64_t per_thread = ALIGNED(B * dim) + 3 * ALIGNED(B * wide) + ALIGNED(NR * wide)
+    const int64_t per_thread = ALIGNED(B * dim) + 3 * ALIGNED(B * wide)
                              + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp) + 3 * qf;
     const int64_t sq = ALIGNED(B * qd), skv = ALIGNED(B * kvd), sf = ALIGNED(B * F);
     float *ws = workspace((size_t)(2 * sq + 2 * skv + 2 * sf + ALIGNED(B * kmax)) + (size_t)threads * per_thread);
@@ -1015,7 +962,7 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
         const int t = 0, nth = 1;
 #endif
         float *xn = thr + t * per_thread, *in3 = xn + ALIGNED(B * dim);
-        float *wb = in3 + 3 * ALIGNED(B * wide), *sc = wb + ALIGNED(NR * wide);
+        float *sc = in3 + 3 * ALIGNED(B * wide);
         qin_t q3[3]; /* quantised inputs (int8 activations only), K set per linear */
         float *qb = sc + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp);
         memset(q3, 0, sizeof q3);
@@ -1033,11 +980,11 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
             else inv = lin_input(&L->wv, xn, B, in3 + 2 * iw, QIN(2, &L->wv));
             /* q, k and v rows as one range split over the threads */
             span(qd + 2 * kvd, t, nth, &lo, &hi);
-            lin_rows(&L->wq, inq, q3, B, lo, hi < qd ? hi : qd, q, qd, wb);
+            lin_rows(&L->wq, inq, q3, B, lo, hi < qd ? hi : qd, q, qd);
             lin_rows(&L->wk, ink, q3 + 1, B, lo - qd > 0 ? lo - qd : 0, hi - qd < kvd ? hi - qd : kvd, kk,
-                     kvd, wb);
+                     kvd);
             lin_rows(&L->wv, inv, q3 + 2, B, lo - qd - kvd > 0 ? lo - qd - kvd : 0,
-                     hi - qd - kvd < kvd ? hi - qd - kvd : kvd, vv, kvd, wb);
+                     hi - qd - kvd < kvd ? hi - qd - kvd : kvd, vv, kvd);
             #pragma omp barrier
             /* one task per (row, kv head): rotate and store its key/value, then attend for the query heads
              * that share it */
@@ -1066,7 +1013,7 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
             #pragma omp barrier
             in_o = lin_input(&L->wo, att, B, in3, QIN(0, &L->wo));
             span(dim, t, nth, &lo, &hi);
-            lin_rows(&L->wo, in_o, q3, B, lo, hi, tmp, dim, wb);
+            lin_rows(&L->wo, in_o, q3, B, lo, hi, tmp, dim);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
@@ -1076,13 +1023,13 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
             else ink = lin_input(&L->w3, xn, B, in3 + iw, QIN(1, &L->w3));
             /* gate and up rows of the same range, then silu(gate) * up for them: no barrier in between */
             span(F, t, nth, &lo, &hi);
-            lin_rows(&L->w1, inq, q3, B, lo, hi, g, F, wb);
-            lin_rows(&L->w3, ink, q3 + 1, B, lo, hi, u, F, wb);
+            lin_rows(&L->w1, inq, q3, B, lo, hi, g, F);
+            lin_rows(&L->w3, ink, q3 + 1, B, lo, hi, u, F);
             for (int64_t b = 0; b < B; b++) silu_mul(g + b * F + lo, u + b * F + lo, hi - lo);
             #pragma omp barrier
             in2 = lin_input(&L->w2, g, B, in3, QIN(0, &L->w2));
             span(dim, t, nth, &lo, &hi);
-            lin_rows(&L->w2, in2, q3, B, lo, hi, tmp, dim, wb);
+            lin_rows(&L->w2, in2, q3, B, lo, hi, tmp, dim);
             for (int64_t b = 0; b < B; b++)
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
@@ -1091,7 +1038,7 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
             rms_norm(x, m->norm, B, dim, m->eps, xn);
             in_o = lin_input(&m->head, xn, B, in3, QIN(0, &m->head));
             span(vocab, t, nth, &lo, &hi);
-            lin_rows(&m->head, in_o, q3, B, lo, hi, out, vocab, wb);
+            lin_rows(&m->head, in_o, q3, B, lo, hi, out, vocab);
         } else {
             #pragma omp single
             rms_norm(x, m->norm, B, dim, m->eps, out);

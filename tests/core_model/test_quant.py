@@ -50,8 +50,8 @@ def test_dequantize_equals_gguf_py_exactly(kind):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 5, 8, 15, 16, 17, 33])
 def test_products_equal_the_dequantised_matrix(kind, rows):
-    # 70 output rows: threads split them unevenly; 5 blocks (2 super-blocks for K-quants) per row. 16+ rows take
-    # the tiled path.
+    # 70 output rows: threads split them unevenly (and across tiles of 32); 5 blocks (2 super-blocks for K-quants)
+    # per row; 9+ activation rows take several passes over each tile.
     k = width(kind, 5 if BLOCK_TYPES[kind][1] == 32 else 2)
     w, values = packed(kind, 70, k, seed=rows)
     x = torch.randn(rows, k, generator=torch.Generator().manual_seed(rows))
@@ -73,12 +73,14 @@ def test_products_keep_leading_dims_and_dtype():
 
 
 def test_decode_rows_do_not_depend_on_the_batch():
-    """Below the tiled path, each row's sum is computed the same way whatever the batch: batched greedy decode
-    gives each sequence exactly what it gets alone (11 rows: one full pass of 8 over each weight row and 3 more)."""
+    """Each row's sum is computed the same way whatever the batch: batched greedy decode gives each sequence
+    exactly what it gets alone, and a prompt's rows get the same values in a prefill of any length (40 rows:
+    five passes of 8 over each tile of weight rows)."""
     w, _ = packed("Q4_1", 96, 128)
-    x = torch.randn(11, 128)
+    x = torch.randn(40, 128)
     together = w.linear(x)
-    for i in range(11):
+    assert torch.equal(together[:11], w.linear(x[:11]))
+    for i in range(40):
         assert torch.equal(together[i], w.linear(x[i:i + 1])[0])
 
 
