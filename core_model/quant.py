@@ -150,7 +150,8 @@ def _load(path: Path, flags: tuple[str, ...]) -> Kernels:
     lib.lav2_rows.argtypes = [i32, ptr, i64, i64, ptr, i64, ptr]
     lib.lav2_decode.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, i32]  # see core_model/fastpath.py
     lib.lav2_int8_impl.argtypes = []
-    for fn in (lib.lav2_mm, lib.lav2_dequant, lib.lav2_rows, lib.lav2_decode, lib.lav2_int8_impl):
+    lib.lav2_pointwise.argtypes = [i32, ptr, i64, ptr]
+    for fn in (lib.lav2_mm, lib.lav2_dequant, lib.lav2_rows, lib.lav2_decode, lib.lav2_int8_impl, lib.lav2_pointwise):
         fn.restype = ctypes.c_int
     return Kernels(lib, path, flags)
 

@@ -918,6 +918,20 @@ static float *workspace(size_t n) {
     return ws_buf;
 }
 
+/* out[i] = e^x[i] (op 0) or silu(x[i]) (op 1) for i < n, with the decode step's own vector code (for the tests:
+ * tests/core_model/test_quant.py compares them with torch over the whole float range). 0, or -1 for a bad op. */
+int lav2_pointwise(int op, const float *x, int64_t n, float *out) {
+    if (op != 0 && op != 1) return -1;
+    float ones[VL];
+    for (int i = 0; i < VL; i++) ones[i] = 1.f;
+    for (int64_t i = 0; i < n; i += VL) {
+        const int64_t c = n - i < VL ? n - i : VL;
+        if (op == 0) store_part(out + i, vexp(load_part(x + i, c)), c);
+        else { memcpy(out + i, x + i, sizeof(float) * c); silu_mul(out + i, ones, c); }
+    }
+    return 0;
+}
+
 int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, const int64_t *wpos,
                 const int64_t *kstart, const int64_t *row_off, float *out, int nt) {
     const int64_t dim = m->dim, H = m->n_heads, Hkv = m->n_kv_heads, D = m->head_dim, F = m->ffn_dim;

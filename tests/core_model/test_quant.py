@@ -154,6 +154,31 @@ def test_every_float16_scale_converts_exactly(tmp_path, flags):
     assert torch.equal(out[:, 0], expected) and torch.equal(out[:, 31], expected)
 
 
+def test_decode_step_exp_and_silu_match_torch_over_the_float_range():
+    """The decode step's vector exp (softmax) and SiLU (SwiGLU) against torch in float64, on every lane position
+    and tail length: within 2 ulp of the exact e^x where it is a normal float, 0 < e^x tiny below it (clamped, no
+    NaN or inf), and SiLU exact to float rounding at the extremes (x for large x, ~0 for very negative x)."""
+    lib = kernels().lib
+    x = torch.cat([torch.linspace(-87.3, 88.3, 100_003), torch.tensor([-1e4, -200.0, -100.0, -88.0, -0.0, 0.0,
+                                                                       1e-30, 89.0, 100.0, 1e4])])
+    e = torch.empty_like(x)
+    assert lib.lav2_pointwise(0, x.data_ptr(), x.numel(), e.data_ptr()) == 0
+    inside = (x >= -87.3) & (x <= 88.3)
+    exact = torch.exp(x[inside].double())
+    ulp = (torch.nextafter(exact.float(), torch.tensor(float("inf"))) - exact.float()).double()
+    assert float(((e[inside].double() - exact).abs() / ulp).max()) <= 2.0
+    assert bool(torch.isfinite(e).all()) and bool((e > 0).all())
+    s = torch.empty_like(x)
+    assert lib.lav2_pointwise(1, x.data_ptr(), x.numel(), s.data_ptr()) == 0
+    ref = torch.nn.functional.silu(x.double())
+    torch.testing.assert_close(s.double(), ref, rtol=4e-7, atol=1e-30)
+    for n in range(1, 20):  # a tail of any length gives the values of the full vectors
+        part = torch.empty(n)
+        assert lib.lav2_pointwise(1, x[-n:].data_ptr(), n, part.data_ptr()) == 0
+        assert torch.equal(part, s[-n:])
+    assert lib.lav2_pointwise(7, x.data_ptr(), 1, s.data_ptr()) == -1
+
+
 def test_missing_compiler_is_reported_and_auto_falls_back(tmp_path, monkeypatch, caplog):
     path = write_tiny_gguf(tmp_path / "tiny.gguf")
     monkeypatch.setenv("LAV2_CACHE_DIR", str(tmp_path / "cache"))
