@@ -1,9 +1,10 @@
 /* Matrix products straight from GGUF quantised blocks (Q4_0, Q4_1, Q8_0), float32 activations.
  *
  * Why: decode at batch 1 streams every weight once per token. Dequantised to float32, SmolLM2-135M is 540 MB
- * per token and DRAM-bound; kept in the GGUF's own blocks it is about 100 MB. The values are exactly the GGUF's
- * (w = d*q + m per 32 weights, d and m float16); only the summation order differs from a float32 BLAS product,
- * and the activations are never quantised (unlike llama.cpp's Q8 dot products).
+ * per token and DRAM-bound; kept in the GGUF's own blocks it is about 100 MB. The values are the GGUF's (w = d*q + m
+ * per 32 weights, d and m float16: exactly so in lav2_dequant/lav2_rows; the products may fuse d*q + m into one
+ * rounding), the summation order differs from a float32 BLAS product, and the activations are never quantised by
+ * default (unlike llama.cpp's Q8 dot products; int8 activations are an opt-in, below).
  *
  * Built at run time by core_model/quant.py with the machine's C compiler (-O3 -march=native -fopenmp) and called
  * through ctypes. The OpenMP runtime is the one torch already loaded (same soname), so these loops share torch's
