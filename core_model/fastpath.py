@@ -208,14 +208,16 @@ class DecodeStep:
 
     def __call__(self, tokens: torch.Tensor, rpos: torch.Tensor, wpos: torch.Tensor | None = None,
                  kstart: torch.Tensor | None = None, rows: torch.Tensor | None = None,
-                 threads: int | None = None) -> torch.Tensor:
-        """Logits (B, vocab) of one new token per row.
+                 threads: int | None = None, last_only: bool = False) -> torch.Tensor:
+        """Logits (B, vocab) of one new token per row — or (1, vocab) of the last row with ``last_only``.
 
         tokens (B,): the new tokens; rpos (B,): their rotary positions; wpos: where they go in the cache (default
         rpos); kstart: the first cache position each row attends to (default 0); rows: each batch row's cache row
-        (default 0..B-1; per-row prompt keys/values are indexed by batch row, not cache row). Every row attends
-        to cache positions kstart..wpos, its own new key included. threads: how many threads the step uses
-        (default ``torch.get_num_threads()`` of the calling thread); the logits do not depend on it.
+        (default 0..B-1), which also picks its row of per-row prompt keys/values. Every row attends to cache
+        positions kstart..wpos, its own new key included. Several rows may share a cache row: a prompt prefilled
+        in one call as rows at consecutive positions (each sees the keys of the rows before it; ``last_only``
+        then skips the LM head for all but the last). threads: how many threads the step uses (default
+        ``torch.get_num_threads()`` of the calling thread); the logits do not depend on it.
         """
         B = tokens.shape[0]
         rpos = rpos.to(torch.int64).contiguous()
@@ -224,15 +226,17 @@ class DecodeStep:
         rows = torch.arange(B, dtype=torch.int64) if rows is None else rows.to(torch.int64)
         if rpos.shape != (B,) or wpos.shape != (B,) or kstart.shape != (B,) or rows.shape != (B,):
             raise WeightsFormatError("decode step: positions must be one per batch row")
-        if B > self._prompt_rows:
-            raise WeightsFormatError("decode step: more rows than prompt key/value sets")
         if bool(((rows < 0) | (rows >= self._rows)).any()):
             raise WeightsFormatError("decode step: cache row out of range")
+        if int(rows.max()) >= self._prompt_rows:
+            raise WeightsFormatError("decode step: a cache row has no prompt key/value set")
         off = (rows * self._row_stride).contiguous()
         x = self._embed(tokens.reshape(B, 1)).reshape(B, self.dim).to(torch.float32).contiguous()
-        out = torch.empty(B, self.vocab if self._dense_head is None else self.dim, dtype=torch.float32)
+        n_out = 1 if last_only else B
+        out = torch.empty(n_out, self.vocab if self._dense_head is None else self.dim, dtype=torch.float32)
+        rows = rows.contiguous()
         rc = self._lib.lav2_decode(ctypes.addressof(self._model), B, x.data_ptr(), rpos.data_ptr(), wpos.data_ptr(),
-                                   kstart.data_ptr(), off.data_ptr(), out.data_ptr(),
+                                   kstart.data_ptr(), off.data_ptr(), rows.data_ptr(), n_out, out.data_ptr(),
                                    max(1, int(threads)) if threads else torch.get_num_threads())
         if rc == -4:
             raise WeightsFormatError("decode step: a position is outside the cache or the rotary table")

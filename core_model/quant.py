@@ -42,7 +42,7 @@ BLOCK_TYPES: dict[str, tuple[int, int, int]] = {
     "Q4_K": (12, 256, 144), "Q6_K": (14, 256, 210),  # K-quants: Q4_K_M / Q4_K_S files are mostly these two
 }
 SOURCE = Path(__file__).with_name("kernels") / "gguf_blocks.c"
-_ABI = 3
+_ABI = 4
 #: activation formats of the packed products: fp32 (default, exact weight values) or int8 (opt-in, see above)
 ACTIVATIONS = ("fp32", "int8")
 #: block types with an int8-activation kernel; other packed types keep fp32 activations under activations="int8"
@@ -148,7 +148,7 @@ def _load(path: Path, flags: tuple[str, ...]) -> Kernels:
     lib.lav2_mm.argtypes = [i32, ptr, i64, i64, ptr, i64, ptr, i32, i32]
     lib.lav2_dequant.argtypes = [i32, ptr, i64, i64, ptr, i32]
     lib.lav2_rows.argtypes = [i32, ptr, i64, i64, ptr, i64, ptr]
-    lib.lav2_decode.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, i32]  # see core_model/fastpath.py
+    lib.lav2_decode.argtypes = [ptr, i64, ptr, ptr, ptr, ptr, ptr, ptr, i64, ptr, i32]  # see core_model/fastpath.py
     lib.lav2_int8_impl.argtypes = []
     lib.lav2_pointwise.argtypes = [i32, ptr, i64, ptr]
     for fn in (lib.lav2_mm, lib.lav2_dequant, lib.lav2_rows, lib.lav2_decode, lib.lav2_int8_impl, lib.lav2_pointwise):

@@ -29,7 +29,7 @@
 #include <omp.h>
 #endif
 
-#define LAV2_ABI 3
+#define LAV2_ABI 4
 #define QK 32
 #define MB 8              /* activation rows per pass over a weight row in the few-rows kernel (4 until the
                            * two-FMA blocks below; with them 8 measured 20.6 vs 21.3 ms per batch-8 step) */
@@ -709,7 +709,10 @@ int lav2_rows(int type, const uint8_t *w, int64_t N, int64_t K, const int64_t *i
  *
  * Each batch row b has its own rotary position rpos[b], writes its key/value at cache position wpos[b] and
  * attends to cache positions kstart[b] .. wpos[b]; its cache rows start row_off[b] floats into every layer's
- * k/v buffer (head stride kv_hs, position stride kv_ps). */
+ * k/v buffer (head stride kv_hs, position stride kv_ps); its prompt keys/values are row prow[b] of the per-row
+ * prompt buffers. Rows may share a cache row: a prompt prefilled as rows at consecutive positions (each row
+ * sees the keys of the rows before it). Logits (or, without a head, normed states) come out for the last
+ * n_logits rows only (1 for a prefill: the LM head is a fifth of a SmolLM2 row's work). */
 typedef struct {
     const uint8_t *w; /* GGUF blocks, n rows; or n x k float32 for type T_F32 (a matrix the file keeps dense) */
     int32_t type;
@@ -919,6 +922,26 @@ static float *workspace(size_t n) {
     return ws_buf;
 }
 
+/* Row b's query heads that share kv head hk: rotate, attend to the row's cache keys kstart..wpos (its own new key
+ * included) and to its prompt sets (row prow[b] of their per-row buffers), into att. */
+static void attend_kv_head(const lav2_model *m, const lav2_layer *L, int64_t b, int64_t hk, int64_t rep,
+                           const float *cs, const float *kd, const float *vd, float *q, float *att, int64_t qd,
+                           const int64_t *wpos, const int64_t *kstart, const int64_t *prow, float *sc) {
+    const int64_t D = m->head_dim;
+    for (int64_t h = hk * rep; h < (hk + 1) * rep; h++) {
+        float *qh = q + b * qd + h * D, *o = att + b * qd + h * D;
+        rope_apply(qh, cs, D);
+        memset(o, 0, sizeof(float) * D);
+        attend(qh, kd + kstart[b] * m->kv_ps, vd + kstart[b] * m->kv_ps, wpos[b] - kstart[b] + 1, m->kv_ps, D, 1.f,
+               sc, o);
+        for (int64_t s = 0; s < L->n_prompts; s++) {
+            const lav2_prompt *p = L->prompts + s;
+            const int64_t off = prow[b] * p->row_stride + h * p->head_stride;
+            attend(qh, p->k + off, p->v + off, p->P, p->pos_stride, D, p->gate[h], sc, o);
+        }
+    }
+}
+
 /* out[i] = e^x[i] (op 0) or silu(x[i]) (op 1) for i < n, with the decode step's own vector code (for the tests:
  * tests/core_model/test_quant.py compares them with torch over the whole float range). 0, or -1 for a bad op. */
 int lav2_pointwise(int op, const float *x, int64_t n, float *out) {
@@ -934,17 +957,20 @@ int lav2_pointwise(int op, const float *x, int64_t n, float *out) {
 }
 
 int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, const int64_t *wpos,
-                const int64_t *kstart, const int64_t *row_off, float *out, int nt) {
+                const int64_t *kstart, const int64_t *row_off, const int64_t *prow, int64_t n_logits, float *out,
+                int nt) {
     const int64_t dim = m->dim, H = m->n_heads, Hkv = m->n_kv_heads, D = m->head_dim, F = m->ffn_dim;
     const int64_t qd = H * D, kvd = Hkv * D, rep = H / Hkv;
-    if (B <= 0 || H % Hkv || D % 2) return -1;
-    for (int64_t b = 0; b < B; b++)
+    if (B <= 0 || H % Hkv || D % 2 || n_logits < 1 || n_logits > B) return -1;
+    int shared = 0; /* two rows write into the same cache row: keys stored before anyone attends (see below) */
+    for (int64_t b = 0; b < B; b++) {
         if (rpos[b] < 0 || rpos[b] >= m->rope_len || wpos[b] < 0 || kstart[b] < 0 || kstart[b] > wpos[b]
-            || wpos[b] >= m->max_keys)
+            || wpos[b] >= m->max_keys || prow[b] < 0)
             return -4;
+        for (int64_t c = 0; c < b && !shared; c++) shared = row_off[c] == row_off[b];
+    }
     const int64_t wide = F > dim ? (F > qd ? F : qd) : (dim > qd ? dim : qd);
     const int64_t vocab = m->head.w ? m->head.n : 0;
-    const int64_t kmax = wide > vocab ? wide : vocab;
     int64_t maxp = 0;
     for (int64_t l = 0; l < m->n_layers; l++)
         for (int64_t s = 0; s < m->layers[l].n_prompts; s++)
@@ -966,10 +992,10 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
     const int64_t per_thread = ALIGNED(B * dim) + 3 * ALIGNED(B * wide)
                              + ALIGNED(m->max_keys > maxp ? m->max_keys : maxp) + 3 * qf;
     const int64_t sq = ALIGNED(B * qd), skv = ALIGNED(B * kvd), sf = ALIGNED(B * F);
-    float *ws = workspace((size_t)(2 * sq + 2 * skv + 2 * sf + ALIGNED(B * kmax)) + (size_t)threads * per_thread);
+    float *ws = workspace((size_t)(2 * sq + 2 * skv + 2 * sf + ALIGNED(B * dim)) + (size_t)threads * per_thread);
     if (!ws) return -2;
     float *q = ws, *kk = q + sq, *vv = kk + skv, *att = vv + skv, *g = att + sq, *u = g + sf;
-    float *tmp = u + sf, *thr = tmp + ALIGNED(B * kmax);
+    float *tmp = u + sf, *thr = tmp + ALIGNED(B * dim); /* tmp: the wo and w2 outputs */
 
     #pragma omp parallel num_threads(threads) if (threads > 1)
     {
@@ -1004,27 +1030,26 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
                      hi - qd - kvd < kvd ? hi - qd - kvd : kvd, vv, kvd);
             #pragma omp barrier
             /* one task per (row, kv head): rotate and store its key/value, then attend for the query heads
-             * that share it */
+             * that share it. When rows share a cache row (the prompt of one request, prefilled as rows at
+             * consecutive positions) every key is stored before any row attends, so a row sees the keys of the
+             * rows before it whichever thread wrote them. */
             span(B * Hkv, t, nth, &lo, &hi);
-            for (int64_t task = lo; task < hi; task++) {
-                const int64_t b = task / Hkv, hk = task % Hkv;
-                const float *cs = m->rope + rpos[b] * D;
-                float *kd = L->kc + row_off[b] + hk * m->kv_hs, *vd = L->vc + row_off[b] + hk * m->kv_hs;
-                float *kn = kk + b * kvd + hk * D;
-                rope_apply(kn, cs, D);
-                memcpy(kd + wpos[b] * m->kv_ps, kn, sizeof(float) * D);
-                memcpy(vd + wpos[b] * m->kv_ps, vv + b * kvd + hk * D, sizeof(float) * D);
-                for (int64_t h = hk * rep; h < (hk + 1) * rep; h++) {
-                    float *qh = q + b * qd + h * D, *o = att + b * qd + h * D;
-                    rope_apply(qh, cs, D);
-                    memset(o, 0, sizeof(float) * D);
-                    attend(qh, kd + kstart[b] * m->kv_ps, vd + kstart[b] * m->kv_ps, wpos[b] - kstart[b] + 1,
-                           m->kv_ps, D, 1.f, sc, o);
-                    for (int64_t s = 0; s < L->n_prompts; s++) {
-                        const lav2_prompt *p = L->prompts + s;
-                        const int64_t off = b * p->row_stride + h * p->head_stride;
-                        attend(qh, p->k + off, p->v + off, p->P, p->pos_stride, D, p->gate[h], sc, o);
+            for (int pass = shared ? 0 : 2; pass < (shared ? 2 : 3); pass++) {
+                if (pass == 1) {
+                    #pragma omp barrier
+                }
+                for (int64_t task = lo; task < hi; task++) {
+                    const int64_t b = task / Hkv, hk = task % Hkv;
+                    const float *cs = m->rope + rpos[b] * D;
+                    float *kd = L->kc + row_off[b] + hk * m->kv_hs, *vd = L->vc + row_off[b] + hk * m->kv_hs;
+                    if (pass != 1) { /* 0: store only, 2: store and attend */
+                        float *kn = kk + b * kvd + hk * D;
+                        rope_apply(kn, cs, D);
+                        memcpy(kd + wpos[b] * m->kv_ps, kn, sizeof(float) * D);
+                        memcpy(vd + wpos[b] * m->kv_ps, vv + b * kvd + hk * D, sizeof(float) * D);
                     }
+                    if (pass == 0) continue;
+                    attend_kv_head(m, L, b, hk, rep, cs, kd, vd, q, att, qd, wpos, kstart, prow, sc);
                 }
             }
             #pragma omp barrier
@@ -1051,14 +1076,16 @@ int lav2_decode(const lav2_model *m, int64_t B, float *x, const int64_t *rpos, c
                 for (int64_t n = lo; n < hi; n++) x[b * dim + n] += tmp[b * dim + n];
             #pragma omp barrier
         }
+        const float *xl = x + (B - n_logits) * dim; /* the rows whose logits are wanted: the last n_logits */
         if (m->head.w) {
-            rms_norm(x, m->norm, B, dim, m->eps, xn);
-            in_o = lin_input(&m->head, xn, B, in3, QIN(0, &m->head));
+            rms_norm(xl, m->norm, n_logits, dim, m->eps, xn);
+            qin_init(&q3[0], qb, n_logits, m->head.k);
+            in_o = lin_input(&m->head, xn, n_logits, in3, &q3[0]);
             span(vocab, t, nth, &lo, &hi);
-            lin_rows(&m->head, in_o, q3, B, lo, hi, out, vocab);
+            lin_rows(&m->head, in_o, q3, n_logits, lo, hi, out, vocab);
         } else {
             #pragma omp single
-            rms_norm(x, m->norm, B, dim, m->eps, out);
+            rms_norm(xl, m->norm, n_logits, dim, m->eps, out);
         }
     }
     return 0;

@@ -103,6 +103,63 @@ def test_c_step_with_per_row_visual_prompts(files, cache_dir, fusion):
     steps_agree(m.llm, [[5, 9, 33, 7], [4, 17]], visual=visual[:1])  # one image shared by both rows
 
 
+def prefill_agrees(llm, ids: list[int], visual=None, chunks=(3, 4), slot: int = 1) -> None:
+    """Prefill ``ids`` in C as rows of one cache row (``slot`` of three), in ``chunks``, against the torch path's
+    prefill: the last logits and every key/value written must agree, and only the slot's row is touched."""
+    T = len(ids)
+    with torch.inference_mode():
+        ref_cache = llm.new_cache(1, T + 2)
+        ref = llm(torch.tensor([ids]), visual, cache=ref_cache, last_only=True)[:, -1]
+        k = [torch.zeros(3, *c.k.shape[1:]) for c in ref_cache.layers]
+        v = [torch.zeros(3, *c.v.shape[1:]) for c in ref_cache.layers]
+        prompts = []
+        for layer in llm.prompt_kv(visual):  # per-row prompt sets, this request's in the slot's row
+            prompts.append({key: (torch.zeros(3, *pk.shape[1:]).index_copy_(0, torch.tensor([slot]), pk),
+                                  torch.zeros(3, *pv.shape[1:]).index_copy_(0, torch.tensor([slot]), pv))
+                            for key, (pk, pv) in layer.items()})
+        step = decode_step(llm, k, v, prompts)
+        assert step is not None
+        start = 0
+        for n in chunks:
+            got = step(torch.tensor(ids[start:start + n]), torch.arange(start, start + n),
+                       rows=torch.full((n,), slot), last_only=True)
+            start += n
+        assert start == T and got.shape == ref.shape
+        torch.testing.assert_close(got, ref, rtol=0, atol=ATOL * max(1.0, float(ref.abs().max())))
+        for a, kc, vc in zip(ref_cache.layers, k, v):
+            tol = ATOL * max(1.0, float(a.k.abs().max()), float(a.v.abs().max()))
+            torch.testing.assert_close(kc[slot, :, :T], a.k[0, :, :T], rtol=0, atol=tol)
+            torch.testing.assert_close(vc[slot, :, :T], a.v[0, :, :T], rtol=0, atol=tol)
+            others = [r for r in range(3) if r != slot]
+            assert not kc[others].any() and not vc[others].any() and not kc[slot, :, T:].any()
+
+
+@pytest.mark.parametrize("preset", ["none", "release-bias", "chat65b"])
+@pytest.mark.parametrize("file", ["mixed", "k"])
+def test_prefill_as_rows_of_one_cache_row_matches_torch(files, cache_dir, preset, file):
+    """A prompt prefilled in C — its tokens as rows sharing one cache row, each seeing the keys the rows before
+    it stored in the same call, whichever thread wrote them — equals the torch path's prefill."""
+    m = load_model(files[file], adapter=preset, device="cpu", weights="packed")
+    randomise_adapter(m.llm, 6)
+    threads = torch.get_num_threads()
+    try:
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            prefill_agrees(m.llm, [5, 9, 33, 7, 2, 8, 1], chunks=(3, 4))
+            prefill_agrees(m.llm, [5, 9, 33, 7, 2, 8, 1, 4, 4, 17, 30, 31], chunks=(12,), slot=2)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_prefill_as_rows_with_an_image_matches_torch(files, cache_dir):
+    cfg = dict(linear="bias_scale", prompt_layers=1, prompt_len=3, fusion="late-additive", visual_tokens=3,
+               train_norms=True)
+    m = load_model(files["mixed"], adapter=AdapterConfig(**cfg), device="cpu", weights="packed")
+    randomise_adapter(m.llm, 7)
+    visual = torch.randn(1, 3, m.llm.config.dim, generator=torch.Generator().manual_seed(8))
+    prefill_agrees(m.llm, [5, 9, 33, 7, 2], visual=visual, chunks=(2, 3))
+
+
 def test_c_step_on_smollm2_matches_torch_and_keeps_greedy_tokens(smollm2):
     ids = smollm2.tokenizer.encode("<|im_start|>user\nWhat is the capital of France?<|im_end|>\n"
                                    "<|im_start|>assistant\n")
