@@ -6,10 +6,11 @@ kernels side by side with other builds of the C file (an older commit's, an expe
     git show ee33770:core_model/kernels/gguf_blocks.c > /tmp/old.c
     python bench/products.py --against /tmp/old.c              # A/B: the same products from both builds
 
-Every build is compiled here with the flags core_model uses (``-O3 -march=native -fopenmp``); the matrices are the
-offline default's (SmolLM2-135M-Instruct Q4_1, the Q8_0 LM head left out: a prefill needs it for one row only).
+Every build is compiled by core_model's own builder (``quant.build_library``: the model's flags); only its
+``lav2_mm`` is called, whose arguments have not changed since kernel ABI 3, so older builds back to ABI 3 load
+(older ones are refused). The matrices are the offline default's (SmolLM2-135M-Instruct Q4_1, the Q8_0 LM head left out: a prefill needs it for one row only).
 Reports ms per forward's products (median and min of --reps interleaved repetitions) and the per-shape split. A
-build whose ABI differs is refused. Not a timed test: the numbers move with the machine's load.
+Not a timed test: the numbers move with the machine's load.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import ctypes
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,19 +31,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def build(source: Path, out_dir: Path, name: str) -> ctypes.CDLL:
-    cc = os.environ.get("CC", "cc")
-    so = out_dir / f"{name}.so"
-    cmd = [cc, "-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-o", str(so), str(source)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode:
-        raise SystemExit(f"error: compiling {source} failed:\n{r.stderr.strip()}")
-    lib = ctypes.CDLL(str(so))
-    from core_model.quant import _ABI
+MM_SINCE_ABI = 3  # lav2_mm(type, w, N, K, x, M, y, threads, int8) since kernel ABI 3
+
+
+def load_mm(path: Path) -> ctypes.CDLL:
+    """The library at ``path`` with ``lav2_mm`` typed; an ABI older than its current signature is refused."""
+    lib = ctypes.CDLL(str(path))
     lib.lav2_abi_version.restype = ctypes.c_int
-    if lib.lav2_abi_version() != _ABI:
-        raise SystemExit(f"error: {source} has kernel ABI {lib.lav2_abi_version()}, this checkout {_ABI}: "
-                         "its lav2_mm may take other arguments")
+    if lib.lav2_abi_version() < MM_SINCE_ABI:
+        raise SystemExit(f"error: {path}: kernel ABI {lib.lav2_abi_version()}, lav2_mm needs >= {MM_SINCE_ABI}")
     p, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_int64
     lib.lav2_mm.argtypes = [i32, p, i64, i64, p, i64, p, i32, i32]
     lib.lav2_mm.restype = i32
@@ -69,14 +65,18 @@ def main() -> int:
         if not Path(f).is_file():
             ap.error(f"--against {f}: no such file")
 
-    from core_model import load_model
-    from core_model.quant import PackedWeight
+    from core_model import KernelUnavailableError, load_model
+    from core_model.quant import PackedWeight, build_library
 
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="lav2-products-"))
     sources = {"this checkout": REPO / "core_model" / "kernels" / "gguf_blocks.c"}
     sources.update({Path(f).name: Path(f) for f in args.against})
-    libs = {name: build(src, tmp, f"build{i}") for i, (name, src) in enumerate(sources.items())}
+    try:
+        libs = {name: load_mm(build_library(tmp / f"build{i}", source=src)[0])
+                for i, (name, src) in enumerate(sources.items())}
+    except KernelUnavailableError as e:
+        raise SystemExit(f"error: {e}") from None
     model = load_model("smollm2-135m", device="cpu", dtype="float32")
     mats = [v for mod in model.llm.modules() for v in vars(mod).values()
             if isinstance(v, PackedWeight) and v.shape[0] < model.llm.config.vocab_size]

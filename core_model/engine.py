@@ -586,6 +586,13 @@ class Engine:
                 self._remember_prefix(req)
                 self._emit(req, int(sample(logits, req.params, req.generator)[0]))
 
+    def _c_step(self) -> Any:
+        """The C step over the slot buffers (packed GGUF models it covers), built on first use after a change of
+        the buffers or the adapter; None when the torch path runs."""
+        if self._fast is None:
+            self._fast = decode_step(self.llm, self._k, self._v, self._pk) or False
+        return self._fast or None
+
     def _forward_slot(self, req: _Request, n: int) -> torch.Tensor:
         """Prefill the next ``n`` prompt tokens of ``req`` into its slot (batch 1, positions filled..filled+n).
 
@@ -594,13 +601,12 @@ class Engine:
         dispatching its ~600 small operations: as much as the products of a short prompt remainder after a prefix
         cache hit.)"""
         start = req.filled
-        if self._fast is None:
-            self._fast = decode_step(self.llm, self._k, self._v, self._pk) or False
-        if self._fast:
+        step = self._c_step()
+        if step is not None:
             ids = torch.tensor(req.ids[start:start + n], dtype=torch.long)
             pos = torch.arange(start, start + n, dtype=torch.int64)
-            logits = self._fast(ids, pos, rows=torch.full((n,), req.slot, dtype=torch.int64),
-                                threads=self.threads or None, last_only=True)
+            logits = step(ids, pos, rows=torch.full((n,), req.slot, dtype=torch.int64),
+                          threads=self.threads or None, last_only=True)
             self.counters["c_prefill_tokens"] += n
         else:
             tokens = torch.tensor([req.ids[start:start + n]], dtype=torch.long, device=self.llm.device)
@@ -619,11 +625,10 @@ class Engine:
         dev = self.llm.device
         tokens = torch.tensor([[r.last] for r in rows], dtype=torch.long, device=dev)
         pos_list = [r.filled for r in rows]
-        if self._fast is None:  # packed GGUF models: the whole step in C when it covers the model
-            self._fast = decode_step(self.llm, self._k, self._v, self._pk) or False
-        if self._fast:
+        step = self._c_step()
+        if step is not None:
             pos = torch.tensor(pos_list, dtype=torch.long)
-            logits = self._fast(tokens[:, 0], pos, threads=self.threads or None)
+            logits = step(tokens[:, 0], pos, threads=self.threads or None)
             self.counters["c_steps"] += 1
         elif n == 1:
             cache = _SlotView(self._batch_layers(n, any(r.visual is not None for r in rows)))

@@ -223,7 +223,7 @@ class DecodeStep:
         rpos = rpos.to(torch.int64).contiguous()
         wpos = rpos if wpos is None else wpos.to(torch.int64).contiguous()
         kstart = torch.zeros(B, dtype=torch.int64) if kstart is None else kstart.to(torch.int64).contiguous()
-        rows = torch.arange(B, dtype=torch.int64) if rows is None else rows.to(torch.int64)
+        rows = torch.arange(B, dtype=torch.int64) if rows is None else rows.to(torch.int64).contiguous()
         if rpos.shape != (B,) or wpos.shape != (B,) or kstart.shape != (B,) or rows.shape != (B,):
             raise WeightsFormatError("decode step: positions must be one per batch row")
         if bool(((rows < 0) | (rows >= self._rows)).any()):
@@ -234,7 +234,6 @@ class DecodeStep:
         x = self._embed(tokens.reshape(B, 1)).reshape(B, self.dim).to(torch.float32).contiguous()
         n_out = 1 if last_only else B
         out = torch.empty(n_out, self.vocab if self._dense_head is None else self.dim, dtype=torch.float32)
-        rows = rows.contiguous()
         rc = self._lib.lav2_decode(ctypes.addressof(self._model), B, x.data_ptr(), rpos.data_ptr(), wpos.data_ptr(),
                                    kstart.data_ptr(), off.data_ptr(), rows.data_ptr(), n_out, out.data_ptr(),
                                    max(1, int(threads)) if threads else torch.get_num_threads())

@@ -107,8 +107,9 @@ _FLAG_SETS = (  # best first; each later set drops what a compiler or platform m
 )
 
 
-def _build(cc: str, out_dir: Path, extra_flags: tuple[str, ...] = ()) -> tuple[Path, tuple[str, ...]]:
-    source = SOURCE.read_bytes()
+def _build(cc: str, out_dir: Path, extra_flags: tuple[str, ...] = (),
+           source_path: Path = SOURCE) -> tuple[Path, tuple[str, ...]]:
+    source = source_path.read_bytes()
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as e:
@@ -123,7 +124,7 @@ def _build(cc: str, out_dir: Path, extra_flags: tuple[str, ...] = ()) -> tuple[P
             return lib, flags
         out_dir.mkdir(parents=True, exist_ok=True)
         tmp = lib.with_name(lib.name + f".tmp{os.getpid()}")
-        cmd = [cc, *flags, "-shared", "-fPIC", "-std=gnu11", "-o", str(tmp), str(SOURCE)]
+        cmd = [cc, *flags, "-shared", "-fPIC", "-std=gnu11", "-o", str(tmp), str(source_path)]
         log.info("building the GGUF block kernels (once per machine): %s", " ".join(cmd))
         try:
             res = subprocess.run(cmd, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S)
@@ -136,7 +137,7 @@ def _build(cc: str, out_dir: Path, extra_flags: tuple[str, ...] = ()) -> tuple[P
         tmp.unlink(missing_ok=True)
         last = ((res.stderr or res.stdout).strip().splitlines() or [f"exit status {res.returncode}"])[-1]
         errors.append(f"{' '.join(flags)}: {last}")
-    raise KernelUnavailableError(f"{cc} could not build {SOURCE.name}: " + "; ".join(errors))
+    raise KernelUnavailableError(f"{cc} could not build {source_path}: " + "; ".join(errors))
 
 
 def _load(path: Path, flags: tuple[str, ...]) -> Kernels:
@@ -156,13 +157,20 @@ def _load(path: Path, flags: tuple[str, ...]) -> Kernels:
     return Kernels(lib, path, flags)
 
 
-def build_kernels(out_dir: Path, *, cc: str | None = None, extra_flags: tuple[str, ...] = ()) -> Kernels:
-    """Compile (or reuse) and load the kernels in ``out_dir``. ``extra_flags`` (e.g. ``-DLAV2_NO_FLOAT16`` for the
-    portable half-precision path) are for tests; :func:`kernels` is what the model uses."""
+def build_library(out_dir: Path, *, cc: str | None = None, extra_flags: tuple[str, ...] = (),
+                  source: Path = SOURCE) -> tuple[Path, tuple[str, ...]]:
+    """Compile (or reuse) the kernels' shared library in ``out_dir`` with the model's flags: (its path, the flags
+    used). ``source``: another version of the C file (bench/products.py compares builds side by side)."""
     cc = cc or _compiler()
     if cc is None:
         raise KernelUnavailableError("no C compiler found (set CC, or install gcc or clang)")
-    path, flags = _build(cc, out_dir, tuple(extra_flags))
+    return _build(cc, out_dir, tuple(extra_flags), Path(source))
+
+
+def build_kernels(out_dir: Path, *, cc: str | None = None, extra_flags: tuple[str, ...] = ()) -> Kernels:
+    """Compile (or reuse) and load the kernels in ``out_dir``. ``extra_flags`` (e.g. ``-DLAV2_NO_FLOAT16`` for the
+    portable half-precision path) are for tests; :func:`kernels` is what the model uses."""
+    path, flags = build_library(out_dir, cc=cc, extra_flags=extra_flags)
     try:
         return _load(path, flags)
     except OSError as e:
