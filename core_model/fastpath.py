@@ -208,16 +208,18 @@ class DecodeStep:
 
     def __call__(self, tokens: torch.Tensor, rpos: torch.Tensor, wpos: torch.Tensor | None = None,
                  kstart: torch.Tensor | None = None, rows: torch.Tensor | None = None,
-                 threads: int | None = None, last_only: bool = False) -> torch.Tensor:
-        """Logits (B, vocab) of one new token per row — or (1, vocab) of the last row with ``last_only``.
+                 threads: int | None = None, last_only: bool = False, n_logits: int | None = None) -> torch.Tensor:
+        """Logits (B, vocab) of one new token per row — or (1, vocab) of the last row with ``last_only``, or
+        (n_logits, vocab) of the last ``n_logits`` rows.
 
         tokens (B,): the new tokens; rpos (B,): their rotary positions; wpos: where they go in the cache (default
         rpos); kstart: the first cache position each row attends to (default 0); rows: each batch row's cache row
         (default 0..B-1), which also picks its row of per-row prompt keys/values. Every row attends to cache
         positions kstart..wpos, its own new key included. Several rows may share a cache row: a prompt prefilled
         in one call as rows at consecutive positions (each sees the keys of the rows before it; ``last_only``
-        then skips the LM head for all but the last). threads: how many threads the step uses (default
-        ``torch.get_num_threads()`` of the calling thread); the logits do not depend on it.
+        then skips the LM head for all but the last). Rows of several cache rows mix freely (the prompts of a
+        batch prefilled in one call) as long as the rows that need logits come last. threads: how many threads
+        the step uses (default ``torch.get_num_threads()`` of the calling thread); the logits do not depend on it.
         """
         B = tokens.shape[0]
         rpos = rpos.to(torch.int64).contiguous()
@@ -232,7 +234,9 @@ class DecodeStep:
             raise WeightsFormatError("decode step: a cache row has no prompt key/value set")
         off = (rows * self._row_stride).contiguous()
         x = self._embed(tokens.reshape(B, 1)).reshape(B, self.dim).to(torch.float32).contiguous()
-        n_out = 1 if last_only else B
+        n_out = 1 if last_only else B if n_logits is None else int(n_logits)
+        if not 1 <= n_out <= B:
+            raise ValueError(f"decode step: n_logits must be in 1..{B}, got {n_logits}")
         out = torch.empty(n_out, self.vocab if self._dense_head is None else self.dim, dtype=torch.float32)
         rc = self._lib.lav2_decode(ctypes.addressof(self._model), B, x.data_ptr(), rpos.data_ptr(), wpos.data_ptr(),
                                    kstart.data_ptr(), off.data_ptr(), rows.data_ptr(), n_out, out.data_ptr(),

@@ -6,12 +6,14 @@ detokenisation) are in :class:`TextStreamer`.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import torch
 
 from .errors import ConfigError, ContextLengthError
+from . import fastpath
 from .fastpath import decode_step
 from .model import KVCache, Transformer
 
@@ -128,15 +130,18 @@ def generate_tokens(model: Transformer, prompts: Sequence[Sequence[int]], params
     generator = None
     if params.seed is not None:
         generator = torch.Generator(device=model.device).manual_seed(params.seed)
-    mask = prefill_mask(batch.valid) if batch.padded else None
-    positions = batch.positions if batch.padded else None  # each row rotated by its own positions, not its column
-    logits = model(batch.tokens, visual, start=0, cache=cache, attn_mask=mask, positions=positions,
-                   last_only=True)[:, -1]
-    row_pos = torch.tensor(batch.lengths, device=model.device).unsqueeze(1)  # (B, 1) position of the next token
-    # packed GGUF models decode in C when it covers them (core_model/fastpath.py); the torch path is the reference
-    fast = decode_step(model, [c.k for c in cache.layers], [c.v for c in cache.layers],
-                       [c.prompt_kv for c in cache.layers]) if params.max_new_tokens > 1 else None
+    # packed GGUF models prefill and decode in C when it covers them (core_model/fastpath.py); the torch path is
+    # the reference
+    fast = _c_step(model, cache, visual, B)
     kstart = torch.tensor([T - n for n in batch.lengths]) if fast is not None else None
+    if fast is not None:
+        logits = _c_prefill(fast, batch.tokens.cpu(), batch.lengths, T)
+    else:
+        mask = prefill_mask(batch.valid) if batch.padded else None
+        positions = batch.positions if batch.padded else None  # each row rotated by its own positions
+        logits = model(batch.tokens, visual, start=0, cache=cache, attn_mask=mask, positions=positions,
+                       last_only=True)[:, -1]
+    row_pos = torch.tensor(batch.lengths, device=model.device).unsqueeze(1)  # (B, 1) position of the next token
     key_valid = torch.cat([batch.valid, torch.ones(B, params.max_new_tokens, dtype=torch.bool,
                                                    device=model.device)], dim=1)
     done = torch.zeros(B, dtype=torch.bool, device=model.device)
@@ -163,6 +168,38 @@ def generate_tokens(model: Transformer, prompts: Sequence[Sequence[int]], params
                        positions=row_pos if batch.padded else None, last_only=True)[:, -1]
         pos += 1
         row_pos = row_pos + 1
+
+
+def _c_step(model: Transformer, cache: KVCache, visual: torch.Tensor | None, B: int):
+    """The C step over ``cache`` (None when it does not cover the model). Its prompt keys/values — adaption
+    prompts, the visual prefix — are put into the cache first, as a torch prefill would (the C step reads them
+    from there for every row)."""
+    if model.device.type != "cpu" or not fastpath.enabled:
+        return None
+    for i, (layer, lc) in enumerate(zip(model.layers, cache.layers)):
+        prompts = model.layer_prompts(layer, i, visual) if (layer.has_prompt or layer.has_visual) else None
+        if prompts:
+            lc.prompt_kv.update(layer.attention.prompt_kv(prompts, B, model.dtype))  # type: ignore[union-attr]
+    return decode_step(model, [c.k for c in cache.layers], [c.v for c in cache.layers],
+                       [c.prompt_kv for c in cache.layers])
+
+
+def _c_prefill(step, tokens: torch.Tensor, lengths: Sequence[int], T: int) -> torch.Tensor:
+    """Every prompt of a left-padded batch in one C call: row b's tokens as rows of cache row b at rotary
+    positions 0..len-1 (cache columns T-len..T-1, attending from T-len on); the rows whose logits are wanted — each
+    prompt's last token — come last. Returns (B, vocab)."""
+    tok, rpos, wpos, kst, rows = [], [], [], [], []
+    for last in (False, True):
+        for b, n in enumerate(lengths):
+            idx = [n - 1] if last else range(n - 1)
+            tok += [int(tokens[b, T - n + i]) for i in idx]
+            rpos += list(idx)
+            wpos += [T - n + i for i in idx]
+            kst += [T - n] * len(idx)
+            rows += [b] * len(idx)
+    as_long = functools.partial(torch.tensor, dtype=torch.int64)
+    return step(as_long(tok), as_long(rpos), as_long(wpos), as_long(kst), rows=as_long(rows),
+                n_logits=len(lengths))
 
 
 class TextStreamer:

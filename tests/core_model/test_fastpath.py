@@ -225,3 +225,51 @@ def test_positions_outside_the_cache_raise(files, cache_dir):
         step(torch.tensor([3]), torch.tensor([8]))
     with pytest.raises(WeightsFormatError):
         step(torch.tensor([3]), torch.tensor([2]), kstart=torch.tensor([3]))
+
+
+@pytest.mark.parametrize("fusion", ["early", "late-additive"])
+@pytest.mark.parametrize("image", ["none", "per-row", "shared"])
+def test_generate_tokens_prefills_a_padded_batch_in_c_like_torch(files, cache_dir, monkeypatch, fusion, image):
+    """generate_tokens prefills every prompt of a left-padded batch in one C call (each row at its own positions,
+    attending from its first real token): its first logits and the cache it leaves equal the torch prefill's."""
+    from core_model import fastpath, generation
+
+    cfg = dict(linear="bias_scale", prompt_layers=1, prompt_len=3, fusion=fusion, early_layers=1,
+               visual_tokens=3, train_norms=True)
+    m = load_model(files["mixed"], adapter=AdapterConfig(**cfg), device="cpu", weights="packed")
+    randomise_adapter(m.llm, 5)
+    prompts = [[5, 9, 33, 7, 2, 11], [4, 17], [8, 1, 30]]
+    visual = {"none": None, "shared": torch.randn(1, 3, m.llm.config.dim, generator=torch.Generator().manual_seed(6)),
+              "per-row": torch.randn(3, 3, m.llm.config.dim, generator=torch.Generator().manual_seed(7))}[image]
+    seen = {}
+    real_new_cache = type(m.llm).new_cache
+
+    def spy_cache(self, *a, **k):  # keep each run's cache and first logits for the comparison
+        seen.setdefault("caches", []).append(real_new_cache(self, *a, **k))
+        return seen["caches"][-1]
+
+    real_sample = generation.sample
+
+    def spy_sample(logits, *a, **k):
+        seen.setdefault("logits", []).append(logits.clone())
+        return real_sample(logits, *a, **k)
+
+    monkeypatch.setattr(type(m.llm), "new_cache", spy_cache)
+    monkeypatch.setattr(generation, "sample", spy_sample)
+    params = generation.SamplingParams(max_new_tokens=1)
+    calls = []
+    real_call = fastpath.DecodeStep.__call__
+    monkeypatch.setattr(fastpath.DecodeStep, "__call__",
+                        lambda self, *a, **k: calls.append(k.get("n_logits")) or real_call(self, *a, **k))
+    list(generation.generate_tokens(m.llm, prompts, params, visual=visual))
+    assert calls == [3]  # one C call prefilled all three prompts
+    monkeypatch.setattr(fastpath, "enabled", False)
+    list(generation.generate_tokens(m.llm, prompts, params, visual=visual))
+    got, ref = seen["logits"]
+    torch.testing.assert_close(got, ref, rtol=0, atol=ATOL * max(1.0, float(ref.abs().max())))
+    T = max(len(p) for p in prompts)
+    for a, b in zip(*(c.layers for c in seen["caches"])):
+        for row, p in enumerate(prompts):  # the real tokens' keys/values; padding columns are never attended
+            cols = slice(T - len(p), T)
+            torch.testing.assert_close(a.k[row, :, cols], b.k[row, :, cols], rtol=0, atol=ATOL)
+            torch.testing.assert_close(a.v[row, :, cols], b.v[row, :, cols], rtol=0, atol=ATOL)
