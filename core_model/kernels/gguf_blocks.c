@@ -594,18 +594,24 @@ AI void i8_row(int type, const uint8_t *row, const qin_t *xi, const int M, float
 #endif
 
 /* rows [n0, n1) of y (ldy apart) for all M activation rows of xi, MB8 at a time over tiles of NTILE weight rows
- * (as rows_range: the products of a 106-token prefill 150 -> 118 ms, 2026-12-07; decode unchanged) */
+ * (as rows_range: the products of a 106-token prefill 150 -> 118 ms, 2026-12-07; decode unchanged). A pass takes
+ * MB8 rows, else 8, else what is left: i8_row is instantiated for 1..8 and 16 rows only — each instance is fully
+ * unrolled, and the seven of 9..15 rows were over half of the C file's compile time (the whole build 13.4 -> 6.2 s
+ * without them, paid on a machine's first model load and by every test that builds a variant); the price: the
+ * products of 12-15 rows 5-6% slower (two passes), 1-8, 16 and long prompts unchanged (bench/products.py A/B).
+ * Rows are independent, so how they are grouped into passes changes no value. */
 AI void i8_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const qin_t *xi, int64_t M,
                  float *y, int64_t ldy) {
     const int64_t rb = row_bytes(type, K);
     for (int64_t t0 = n0; t0 < n1; t0 += NTILE)
-    for (int64_t m0 = 0; m0 < M; m0 += MB8)
+    for (int64_t m0 = 0, rows; m0 < M; m0 += rows) {
+        const int64_t left = M - m0;
+        rows = left >= MB8 ? MB8 : left > 8 ? 8 : left;
         for (int64_t n = t0; n < (t0 + NTILE < n1 ? t0 + NTILE : n1); n++) {
             qin_t sub = *xi;
             sub.q += m0 * xi->kq; sub.d += m0 * G4(xi->G) * 2; sub.s += m0 * xi->gp;
             float *yn = y + m0 * ldy + n;
-            const int64_t left = M - m0;
-            switch (left < MB8 ? left : MB8) {
+            switch (rows) {
             case 1: i8_row(type, w + n * rb, &sub, 1, yn, ldy); break;
             case 2: i8_row(type, w + n * rb, &sub, 2, yn, ldy); break;
             case 3: i8_row(type, w + n * rb, &sub, 3, yn, ldy); break;
@@ -615,19 +621,13 @@ AI void i8_range(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, 
             case 6: i8_row(type, w + n * rb, &sub, 6, yn, ldy); break;
             case 7: i8_row(type, w + n * rb, &sub, 7, yn, ldy); break;
             case 8: i8_row(type, w + n * rb, &sub, 8, yn, ldy); break;
-            case 9: i8_row(type, w + n * rb, &sub, 9, yn, ldy); break;
-            case 10: i8_row(type, w + n * rb, &sub, 10, yn, ldy); break;
-            case 11: i8_row(type, w + n * rb, &sub, 11, yn, ldy); break;
-            case 12: i8_row(type, w + n * rb, &sub, 12, yn, ldy); break;
-            case 13: i8_row(type, w + n * rb, &sub, 13, yn, ldy); break;
-            case 14: i8_row(type, w + n * rb, &sub, 14, yn, ldy); break;
-            case 15: i8_row(type, w + n * rb, &sub, 15, yn, ldy); break;
             default: i8_row(type, w + n * rb, &sub, 16, yn, ldy); break;
 #else
             default: i8_row(type, w + n * rb, &sub, 4, yn, ldy); break;
 #endif
             }
         }
+    }
 }
 
 static void i8_rows(int type, const uint8_t *w, int64_t n0, int64_t n1, int64_t K, const qin_t *xi, int64_t M,
