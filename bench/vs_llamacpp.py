@@ -17,6 +17,14 @@ overhead cancel out, and prefill tok/s = prompt tokens / t(1 new token).
 
 llama-cpp-python is an optional bench dependency (the ``bench`` extra), compiled from source by pip, ~10 minutes
 on two cores:  CMAKE_ARGS="-DGGML_NATIVE=ON" pip install 'llama-cpp-python>=0.3,<0.4'
+Or, without installing it, with the llama.cpp libraries built once for bench/serve.py's ``--llama-server`` too
+(the sdist vendors llama.cpp; its one dependency missing here is ``diskcache``)::
+
+    pip download --no-binary :all: --no-deps 'llama-cpp-python>=0.3,<0.4' && tar xzf llama_cpp_python-*.tar.gz
+    cd llama_cpp_python-*/vendor/llama.cpp
+    cmake -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF
+    cmake --build build --target llama-server -j2                     # ~7 minutes on two cores
+    PYTHONPATH=<sdist dir> LLAMA_CPP_LIB_PATH=<sdist dir>/vendor/llama.cpp/build/bin python bench/vs_llamacpp.py
 
     python bench/vs_llamacpp.py [--threads 1 2] [--reps 5] [--new-tokens 64] [--torch-path] [--gguf PATH]
 """
