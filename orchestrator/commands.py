@@ -145,6 +145,10 @@ def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None
                         "uses the GGUF's exact weight values; int8 (opt-in, packed Q4_0/Q4_1/Q8_0 only) quantises "
                         "activations per 32 values and uses integer dot products (AVX-512 VNNI) — faster batches "
                         "(lav2 serve, lav2 batch), slightly different answers (accuracy: docs/batching.md)")
+    g.add_argument("--threads", type=_threads_arg, default=None, metavar="N",
+                   help="CPU threads of the model (its products and decode steps; default: every core torch sees, "
+                        "or $OMP_NUM_THREADS). lav2 batch and lav2 serve give it N minus the experts running at "
+                        "the moment, at least 1; the experts' own processes (Tesseract) are not counted in N")
     g.add_argument("--experts", default="auto", help=_EXPERTS_HELP)
     g.add_argument("--expert-timeout", type=float, default=30.0, help="seconds per expert (default 30)")
     g.add_argument("--answer-mode", default="auto", choices=["auto", "extract", "generate"],
@@ -161,6 +165,26 @@ def _pipeline_args(p: argparse.ArgumentParser, default_tokens: int = 64) -> None
     g.add_argument("--system", default=None, help="system prompt (default: the prompt style's)")
 
 
+def _threads_arg(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of threads, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    """--threads: torch's thread count for this process, set before the model and its engine exist (the
+    engine's count, fixed or following the experts, is taken from it)."""
+    n = getattr(args, "threads", None)
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def model_kwargs(args: argparse.Namespace) -> dict[str, Any] | None:
     """The load_model arguments of --weights / --activations that differ from the defaults (None: none)."""
     kwargs: dict[str, Any] = {}
@@ -175,6 +199,7 @@ def build_pipeline(args: argparse.Namespace, **extra: Any) -> Any:
     from .experts import default_pipeline_experts
     from .pipeline import VisualQAPipeline
 
+    apply_threads(args)
     experts = default_pipeline_experts()
     if args.detection_weights:
         from tools import DetectionTool

@@ -149,3 +149,40 @@ def test_chat_history_turns(monkeypatch, capsys):
     assert main(["chat", *FAST]) == 0  # a tiny model: each question on its own by default
     assert seen[1]["history"] is None
     assert "answered on its own" in capsys.readouterr().out
+
+
+def test_threads_option_sets_the_model_threads(capsys, monkeypatch):
+    """--threads N: torch's count for the process, set before the model and its engine exist, so the engine
+    decodes at N threads; 0 or a non-number is an argparse error."""
+    import torch
+
+    from orchestrator import _model_cache
+
+    engines = []
+    real = _model_cache.get_model
+
+    def spy(*args, **kwargs):
+        model = real(*args, **kwargs)
+        engines.append(model)
+        return model
+
+    import orchestrator.pipeline as pipeline_module
+
+    monkeypatch.setattr(pipeline_module, "get_model", spy)
+    before = torch.get_num_threads()
+    _model_cache.clear_model_cache()  # a model of its own: its engine is made under --threads
+    try:
+        assert main(["ask", RECEIPT, "hi", "--json", "--experts", "none", "--threads", "1", *FAST]) == 0
+        assert torch.get_num_threads() == 1
+        engine = engines[-1].engine
+        assert engine.base_threads == 1
+        assert engine.counters["steps_at_1_threads"] > 0 and "steps_at_2_threads" not in engine.counters
+    finally:
+        torch.set_num_threads(before)
+        _model_cache.clear_model_cache()
+    capsys.readouterr()
+    for bad in ("0", "two"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["ask", RECEIPT, "hi", "--experts", "none", "--threads", bad, *FAST])
+        assert exit_info.value.code == 2
+        assert "argument --threads: must be" in capsys.readouterr().err
