@@ -399,7 +399,7 @@ class Engine:
             return {"queue_depth": len(self._queue), "active": len(rows),
                     "decoding": sum(r.prefilled for r in rows), "max_batch_size": self.config.max_batch_size,
                     "tokens_in_flight": sum(r.need for r in rows), "max_tokens_in_flight": self.max_tokens_in_flight,
-                    "kv_width": self._width, **self.counters}
+                    "kv_width": self._width, "threads": self.threads, **self.counters}
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the loop; unfinished requests fail with :class:`EngineClosedError`."""

@@ -26,6 +26,7 @@ _ENGINE_GAUGES = {
     "tokens_in_flight": ("lav2_engine_tokens_in_flight", "prompt + max new tokens of the requests in the batch"),
     "max_tokens_in_flight": ("lav2_engine_max_tokens_in_flight", "the engine's tokens-in-flight budget"),
     "kv_width": ("lav2_engine_kv_width", "positions per row of the preallocated KV cache"),
+    "threads": ("lav2_engine_threads", "CPU threads of the engine's last step (--threads minus running experts)"),
 }
 _ENGINE_COUNTERS = {
     "steps": ("lav2_engine_steps", "batched decode steps"),

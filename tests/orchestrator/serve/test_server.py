@@ -141,6 +141,8 @@ def test_health_and_metrics(tiny_server):
     assert done and int(done.group(1)) >= 1
     tokens = float(re.search(r"^lav2_completion_tokens_total (\S+)$", text, re.M).group(1))
     assert tokens >= 3
+    threads = float(re.search(r"^lav2_engine_threads (\S+)$", text, re.M).group(1))
+    assert threads >= 1  # the engine stepped, with at least one thread
 
 
 def test_page_and_its_assets_load_nothing_from_elsewhere(tiny_server):
