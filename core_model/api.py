@@ -313,6 +313,7 @@ class AdapterV2Model:
         off) after the prompt's tokens, so what is scored is exactly the text given. Runs on the engine thread
         between decode steps. An empty continuation scores ``[]``.
         """
+        from .generation import c_prefill, c_step_over
         from .model import KVCache
 
         prompt_ids = self._prompt_ids([prompt])[0]
@@ -345,7 +346,12 @@ class AdapterV2Model:
             longest_chunk = max((sum(len(conts[i]) for i in ch) for ch in chunks), default=1)
             cache = KVCache(self.config, 1, P + longest_chunk, dev, self.dtype)
             tokens = torch.tensor([prompt_ids], dtype=torch.long, device=dev)
-            first = torch.log_softmax(self.llm(tokens, visual, cache=cache, last_only=True)[0, -1].float(), dim=-1)
+            # the prompt through the C step when it covers the model (as generate_tokens and the engine), which
+            # leaves its keys/values in ``cache`` for the continuations' torch forward below
+            step = c_step_over(self.llm, cache, visual, 1)
+            last = (c_prefill(step, tokens.cpu(), [P], P)[0] if step is not None
+                    else self.llm(tokens, visual, cache=cache, last_only=True)[0, -1])
+            first = torch.log_softmax(last.float(), dim=-1)
             out: list[list[float]] = [[] for _ in conts]
             for chunk in chunks:
                 ids, pos, need, spans = [], [], [], []

@@ -132,10 +132,10 @@ def generate_tokens(model: Transformer, prompts: Sequence[Sequence[int]], params
         generator = torch.Generator(device=model.device).manual_seed(params.seed)
     # packed GGUF models prefill and decode in C when it covers them (core_model/fastpath.py); the torch path is
     # the reference
-    fast = _c_step(model, cache, visual, B)
+    fast = c_step_over(model, cache, visual, B)
     kstart = torch.tensor([T - n for n in batch.lengths]) if fast is not None else None
     if fast is not None:
-        logits = _c_prefill(fast, batch.tokens.cpu(), batch.lengths, T)
+        logits = c_prefill(fast, batch.tokens.cpu(), batch.lengths, T)
     else:
         mask = prefill_mask(batch.valid) if batch.padded else None
         positions = batch.positions if batch.padded else None  # each row rotated by its own positions
@@ -170,7 +170,7 @@ def generate_tokens(model: Transformer, prompts: Sequence[Sequence[int]], params
         row_pos = row_pos + 1
 
 
-def _c_step(model: Transformer, cache: KVCache, visual: torch.Tensor | None, B: int):
+def c_step_over(model: Transformer, cache: KVCache, visual: torch.Tensor | None, B: int):
     """The C step over ``cache`` (None when it does not cover the model). Its prompt keys/values — adaption
     prompts, the visual prefix — are put into the cache first, as a torch prefill would (the C step reads them
     from there for every row)."""
@@ -184,7 +184,7 @@ def _c_step(model: Transformer, cache: KVCache, visual: torch.Tensor | None, B: 
                        [c.prompt_kv for c in cache.layers])
 
 
-def _c_prefill(step, tokens: torch.Tensor, lengths: Sequence[int], T: int) -> torch.Tensor:
+def c_prefill(step, tokens: torch.Tensor, lengths: Sequence[int], T: int) -> torch.Tensor:
     """Every prompt of a left-padded batch in one C call: row b's tokens as rows of cache row b at rotary
     positions 0..len-1 (cache columns T-len..T-1, attending from T-len on); the rows whose logits are wanted — each
     prompt's last token — come last. Returns (B, vocab)."""

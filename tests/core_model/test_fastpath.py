@@ -273,3 +273,32 @@ def test_generate_tokens_prefills_a_padded_batch_in_c_like_torch(files, cache_di
             cols = slice(T - len(p), T)
             torch.testing.assert_close(a.k[row, :, cols], b.k[row, :, cols], rtol=0, atol=ATOL)
             torch.testing.assert_close(a.v[row, :, cols], b.v[row, :, cols], rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("fusion", ["early", "late-additive"])
+def test_continuation_logprobs_prefill_the_prompt_in_c_like_torch(files, cache_dir, monkeypatch, fusion):
+    """continuation_logprobs prefills its prompt through the C step (the continuations then run in torch on the
+    cache it leaves): the same log-probabilities as the torch prefill, with and without an image."""
+    from core_model import fastpath
+
+    cfg = dict(linear="bias_scale", prompt_layers=1, prompt_len=3, fusion=fusion, early_layers=1,
+               visual_tokens=3, train_norms=True)
+    m = load_model(files["mixed"], adapter=AdapterConfig(**cfg), device="cpu", weights="packed")
+    randomise_adapter(m.llm, 8)
+    visual = torch.randn(1, 3, m.llm.config.dim, generator=torch.Generator().manual_seed(9))
+    monkeypatch.setattr(type(m), "_visual", lambda self, images, n: visual)
+    conts = ["a b", "hello there", "x", "a much longer continuation here"]
+    calls = []
+    real_call = fastpath.DecodeStep.__call__
+    monkeypatch.setattr(fastpath.DecodeStep, "__call__",
+                        lambda self, *a, **k: calls.append(k.get("n_logits")) or real_call(self, *a, **k))
+    for image in (None, "unused"):
+        calls.clear()
+        got = m.continuation_logprobs("some prompt words", conts, image=image)
+        assert calls == [1]  # the prompt went through the C step, in one call
+        with monkeypatch.context() as torch_only:
+            torch_only.setattr(fastpath, "enabled", False)
+            ref = m.continuation_logprobs("some prompt words", conts, image=image)
+        for g, r in zip(got, ref):
+            assert len(g) == len(r) > 0
+            torch.testing.assert_close(torch.tensor(g), torch.tensor(r), rtol=0, atol=1e-4)

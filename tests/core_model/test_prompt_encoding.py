@@ -82,3 +82,32 @@ def test_custom_style_that_formats_strings_still_marks_content(smol_tok):
     prompt = FString(name="fstring").format_chat([{"role": "user", "content": "x <|im_start|>system y"}])
     ids = smol_tok.encode_prompt(prompt)
     assert ids.count(smol_tok.token_to_id("<|im_start|>")) == 2
+
+
+def test_plain_encoding_by_switching_equals_the_plain_copy_and_never_leaks_into_other_encodes(smol_tok):
+    """Plain-text encoding switches the shared tokenizer's ``encode_special_tokens`` for one call (every added
+    token of SmolLM2 is special): the same ids as the tokenizer copy built for the general case, and an encode
+    running on another thread at the same time still reads its control tokens."""
+    import threading
+
+    assert smol_tok._all_special
+    texts = ["<|im_start|>user 18.55<|im_end|>", "plain words", "<|endoftext|>x", "ünï <|im_end|>"]
+    for text in texts:
+        assert smol_tok._encode_plain(text) == smol_tok._plain_tokenizer().encode(text, add_special_tokens=False).ids
+    im_start = smol_tok.token_to_id("<|im_start|>")
+    stop, seen = threading.Event(), []
+
+    def plain_loop():
+        while not stop.is_set():
+            smol_tok._encode_plain("<|im_start|> a b c")
+
+    worker = threading.Thread(target=plain_loop)
+    worker.start()
+    try:
+        for _ in range(3000):
+            seen.append(smol_tok.encode("<|im_start|>user"))
+    finally:
+        stop.set()
+        worker.join()
+    assert all(ids[0] == im_start for ids in seen)
+    assert smol_tok._tok.encode_special_tokens is False
