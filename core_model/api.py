@@ -346,11 +346,18 @@ class AdapterV2Model:
             longest_chunk = max((sum(len(conts[i]) for i in ch) for ch in chunks), default=1)
             cache = KVCache(self.config, 1, P + longest_chunk, dev, self.dtype)
             tokens = torch.tensor([prompt_ids], dtype=torch.long, device=dev)
-            # the prompt through the C step when it covers the model (as generate_tokens and the engine), which
-            # leaves its keys/values in ``cache`` for the continuations' torch forward below
+            # a prefix another prompt left in the engine's prefix cache (the same document asked again, the
+            # template) is copied in; the rest of the prompt goes through the C step when it covers the model (as
+            # generate_tokens and the engine), which leaves its keys/values in ``cache`` for the continuations'
+            # torch forward below; then the prompt's whole blocks are kept for later prompts and generations
+            engine = self.engine
+            ks, vs = [c.k for c in cache.layers], [c.v for c in cache.layers]
+            done = engine.reuse_prefix(prompt_ids, visual, ks, vs, 0)
+            engine.counters["score_prefix_hit_tokens"] += done
             step = c_step_over(self.llm, cache, visual, 1)
-            last = (c_prefill(step, tokens.cpu(), [P], P)[0] if step is not None
-                    else self.llm(tokens, visual, cache=cache, last_only=True)[0, -1])
+            last = (c_prefill(step, tokens.cpu(), [P], P, done=[done])[0] if step is not None
+                    else self.llm(tokens[:, done:], visual, start=done, cache=cache, last_only=True)[0, -1])
+            engine.store_prefix(prompt_ids, visual, ks, vs, 0)
             first = torch.log_softmax(last.float(), dim=-1)
             out: list[list[float]] = [[] for _ in conts]
             for chunk in chunks:

@@ -537,34 +537,46 @@ class Engine:
         self._reuse_prefix(req)
 
     # -- prefix cache ---------------------------------------------------------------------------------------
-    def _prefix_keys(self, req: _Request, n_tokens: int) -> list[tuple]:
-        if self._prefix.capacity <= 0 or req.visual is not None:
+    def _prefix_keys(self, ids: Sequence[int], n_tokens: int, visual: torch.Tensor | None) -> list[tuple]:
+        if self._prefix.capacity <= 0 or visual is not None:
             return []
         version = sum(p._version for p in self.llm.parameters())
-        return _PrefixCache.keys(req.ids, n_tokens // PREFIX_BLOCK, version)
+        return _PrefixCache.keys(ids, n_tokens // PREFIX_BLOCK, version)
 
-    def _reuse_prefix(self, req: _Request) -> None:
-        """Copy the cached keys/values of the request's longest known prefix into its slot (at least its last
-        prompt token is always computed: its logits give the first new token)."""
-        blocks = self._prefix.lookup(self._prefix_keys(req, len(req.ids) - 1))
+    def reuse_prefix(self, ids: Sequence[int], visual: torch.Tensor | None, k: Sequence[torch.Tensor],
+                     v: Sequence[torch.Tensor], row: int) -> int:
+        """Copy the cached keys/values of the longest known prefix of ``ids`` into row ``row`` of the per-layer
+        cache tensors ``k``/``v`` (B, kv_heads, width, head_dim); returns how many tokens that covers. The last
+        token is always left to compute (its logits are what the caller wants). Text-only prompts (``visual``
+        None): an image changes every layer's keys. Engine thread only (requests and :meth:`call` functions)."""
+        blocks = self._prefix.lookup(self._prefix_keys(ids, len(ids) - 1, visual))
         for b, block in enumerate(blocks):
             cols = slice(b * PREFIX_BLOCK, (b + 1) * PREFIX_BLOCK)
-            for layer, (k, v) in enumerate(zip(self._k, self._v)):
-                k[req.slot, :, cols] = block[layer, 0]
-                v[req.slot, :, cols] = block[layer, 1]
-        req.filled = len(blocks) * PREFIX_BLOCK
-        self.counters["prefix_hit_tokens"] += req.filled
+            for layer, (kl, vl) in enumerate(zip(k, v)):
+                kl[row, :, cols] = block[layer, 0]
+                vl[row, :, cols] = block[layer, 1]
+        return len(blocks) * PREFIX_BLOCK
 
-    def _remember_prefix(self, req: _Request) -> None:
-        """After a prefill: keep the prompt's whole blocks for later requests."""
-        keys = self._prefix_keys(req, len(req.ids))
-        for b, key in enumerate(keys):
+    def store_prefix(self, ids: Sequence[int], visual: torch.Tensor | None, k: Sequence[torch.Tensor],
+                     v: Sequence[torch.Tensor], row: int) -> None:
+        """After a prefill of ``ids`` into row ``row`` of ``k``/``v``: keep its whole blocks for later prompts that
+        start alike (engine thread only)."""
+        for b, key in enumerate(self._prefix_keys(ids, len(ids), visual)):
             if key in self._prefix.blocks:
                 self._prefix.blocks.move_to_end(key)
                 continue
             cols = slice(b * PREFIX_BLOCK, (b + 1) * PREFIX_BLOCK)
-            self._prefix.insert(key, torch.stack([torch.stack([k[req.slot, :, cols], v[req.slot, :, cols]])
-                                                  for k, v in zip(self._k, self._v)]))
+            self._prefix.insert(key, torch.stack([torch.stack([kl[row, :, cols], vl[row, :, cols]])
+                                                  for kl, vl in zip(k, v)]))
+
+    def _reuse_prefix(self, req: _Request) -> None:
+        """Copy the cached keys/values of the request's longest known prefix into its slot."""
+        req.filled = self.reuse_prefix(req.ids, req.visual, self._k, self._v, req.slot)
+        self.counters["prefix_hit_tokens"] += req.filled
+
+    def _remember_prefix(self, req: _Request) -> None:
+        """After a prefill: keep the prompt's whole blocks for later requests."""
+        self.store_prefix(req.ids, req.visual, self._k, self._v, req.slot)
 
     def _prefill(self) -> None:
         budget = self.config.prefill_chunk

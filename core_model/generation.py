@@ -184,14 +184,16 @@ def c_step_over(model: Transformer, cache: KVCache, visual: torch.Tensor | None,
                        [c.prompt_kv for c in cache.layers])
 
 
-def c_prefill(step, tokens: torch.Tensor, lengths: Sequence[int], T: int) -> torch.Tensor:
+def c_prefill(step, tokens: torch.Tensor, lengths: Sequence[int], T: int,
+              done: Sequence[int] | None = None) -> torch.Tensor:
     """Every prompt of a left-padded batch in one C call: row b's tokens as rows of cache row b at rotary
     positions 0..len-1 (cache columns T-len..T-1, attending from T-len on); the rows whose logits are wanted — each
-    prompt's last token — come last. Returns (B, vocab)."""
+    prompt's last token — come last. ``done[b]``: tokens of prompt b already in the cache (a reused prefix; fewer
+    than its length), not computed again. Returns (B, vocab)."""
     tok, rpos, wpos, kst, rows = [], [], [], [], []
     for last in (False, True):
         for b, n in enumerate(lengths):
-            idx = [n - 1] if last else range(n - 1)
+            idx = [n - 1] if last else range(done[b] if done else 0, n - 1)
             tok += [int(tokens[b, T - n + i]) for i in idx]
             rpos += list(idx)
             wpos += [T - n + i for i in idx]

@@ -61,3 +61,44 @@ def test_continuation_logprobs_context_limit():
 
 def test_no_adapter_presets_left_out():
     assert {p for p, _ in CASES} == set(ADAPTER_PRESETS)
+
+
+DOCUMENT = "Context: MAPLE CORNER MARKET, 12 Harbour Street, coffee beans 12.50, oat milk 3.25, croissant 2.80, " \
+           "total 18.55, thank you for shopping with us today. Question: "
+
+
+@pytest.mark.parametrize("preset", ["none", "release-bias"])
+def test_a_prompt_prefix_scored_before_is_reused_and_changes_nothing(preset):
+    """Several questions about one document: the scoring prefill reuses the prefix the previous prompt left in
+    the engine's prefix cache (and a later generation reuses the scored prompt's blocks), with the scores of a
+    model that recomputes everything; an adapter that changed is never served old keys."""
+    from core_model import EngineConfig
+
+    model = random_model("tiny", preset, seed=1)
+    perturb_adapters(model.llm, seed=2)
+    fresh = random_model("tiny", preset, seed=1)
+    perturb_adapters(fresh.llm, seed=2)
+    fresh.configure_engine(EngineConfig(prefix_cache_tokens=0))
+    engine = model.engine
+    questions = [DOCUMENT + "What is the total?", DOCUMENT + "Where is the shop?", DOCUMENT + "What is the total?"]
+    for i, prompt in enumerate(questions):
+        hits = engine.counters["score_prefix_hit_tokens"]
+        got = model.continuation_logprobs(prompt, CONTINUATIONS)
+        want = fresh.continuation_logprobs(prompt, CONTINUATIONS)
+        for a, b in zip(got, want):
+            assert len(a) == len(b) and max((abs(x - y) for x, y in zip(a, b)), default=0.0) <= 1e-5
+        if i:
+            assert engine.counters["score_prefix_hit_tokens"] - hits >= 16 * (len(model._prompt_ids([DOCUMENT])[0])
+                                                                            // 16) > 0
+    assert fresh.engine.counters["score_prefix_hit_tokens"] == 0
+    # a generation of a scored prompt starts from its blocks
+    before = engine.counters["prefix_hit_tokens"]
+    model.generate(questions[0], max_new_tokens=3)
+    assert engine.counters["prefix_hit_tokens"] > before
+    # an adapter (or any parameter) that changed invalidates every block
+    hits = engine.counters["score_prefix_hit_tokens"]
+    param = next(p for p in model.llm.parameters())
+    with torch.no_grad():
+        param.add_(0.01)
+    model.continuation_logprobs(questions[1], CONTINUATIONS)
+    assert engine.counters["score_prefix_hit_tokens"] == hits

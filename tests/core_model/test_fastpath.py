@@ -302,3 +302,22 @@ def test_continuation_logprobs_prefill_the_prompt_in_c_like_torch(files, cache_d
         for g, r in zip(got, ref):
             assert len(g) == len(r) > 0
             torch.testing.assert_close(torch.tensor(g), torch.tensor(r), rtol=0, atol=1e-4)
+
+
+def test_scoring_reuses_a_prefix_in_c_with_the_same_bits(files, cache_dir):
+    """On the C path a reused prefix changes no bit: its keys are the ones the C prefill wrote before."""
+    from core_model import EngineConfig
+
+    doc = "shared document text " * 8 + "question: "
+    models = []
+    for cache_tokens in (1024, 0):
+        torch.manual_seed(0)  # the adaption prompts' random init: the same in both models
+        m = load_model(files["mixed"], adapter="release-bias", device="cpu", weights="packed")
+        randomise_adapter(m.llm, 3)
+        m.configure_engine(EngineConfig(prefix_cache_tokens=cache_tokens))
+        models.append(m)
+    for q in ("what is it?", "who wrote it?", "what is it?"):
+        got, want = (m.continuation_logprobs(doc + q, ["a b", "hello there"]) for m in models)
+        assert got == want
+    assert models[0].engine.counters["score_prefix_hit_tokens"] > 0
+    assert models[1].engine.counters["score_prefix_hit_tokens"] == 0
