@@ -170,7 +170,8 @@ def test_threads_option_sets_the_model_threads(capsys, monkeypatch):
 
     monkeypatch.setattr(pipeline_module, "get_model", spy)
     before = torch.get_num_threads()
-    _model_cache.clear_model_cache()  # a model of its own: its engine is made under --threads
+    saved = dict(_model_cache._models)  # the session's shared models (fixtures hold them): put back after
+    _model_cache._models.clear()  # a model of its own: its engine is made under --threads
     try:
         assert main(["ask", RECEIPT, "hi", "--json", "--experts", "none", "--threads", "1", *FAST]) == 0
         assert torch.get_num_threads() == 1
@@ -179,7 +180,9 @@ def test_threads_option_sets_the_model_threads(capsys, monkeypatch):
         assert engine.counters["steps_at_1_threads"] > 0 and "steps_at_2_threads" not in engine.counters
     finally:
         torch.set_num_threads(before)
-        _model_cache.clear_model_cache()
+        with _model_cache._lock:
+            _model_cache._models.clear()
+            _model_cache._models.update(saved)
     capsys.readouterr()
     for bad in ("0", "two"):
         with pytest.raises(SystemExit) as exit_info:
