@@ -12,9 +12,8 @@ from typing import Iterator, Sequence
 
 import torch
 
-from .errors import ConfigError, ContextLengthError
 from . import fastpath
-from .fastpath import decode_step
+from .errors import ConfigError, ContextLengthError
 from .model import KVCache, Transformer
 
 
@@ -180,8 +179,8 @@ def c_step_over(model: Transformer, cache: KVCache, visual: torch.Tensor | None,
         prompts = model.layer_prompts(layer, i, visual) if (layer.has_prompt or layer.has_visual) else None
         if prompts:
             lc.prompt_kv.update(layer.attention.prompt_kv(prompts, B, model.dtype))  # type: ignore[union-attr]
-    return decode_step(model, [c.k for c in cache.layers], [c.v for c in cache.layers],
-                       [c.prompt_kv for c in cache.layers])
+    return fastpath.decode_step(model, [c.k for c in cache.layers], [c.v for c in cache.layers],
+                                [c.prompt_kv for c in cache.layers])
 
 
 def c_prefill(step, tokens: torch.Tensor, lengths: Sequence[int], T: int,
