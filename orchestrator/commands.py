@@ -413,8 +413,8 @@ def _ray_bulk(args: argparse.Namespace, workers: int) -> Any:
 # ------------------------------------------------------------------------------------------------ eval
 def cmd_eval(args: argparse.Namespace) -> int:
     from .errors import EvalError
-    from .evaluation import DEFAULT_EVAL_SET, evaluate, format_report, generated_eval_set, load_eval_set, \
-        variants_for, write_html
+    from .evaluation import DEFAULT_EVAL_SET, evaluate, failures, format_report, generated_eval_set, \
+        load_eval_set, variants_for, write_html
 
     data = args.data or args.eval_set
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
@@ -454,4 +454,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
     else:
         print(format_report(report, verbose=args.details))
+    if report.n and report.failed == report.n:
+        first = failures(report)[0][1]
+        print(f"lav2 eval: error: every question failed, nothing was measured (first: {first})", file=sys.stderr)
+        return 1
     return 0

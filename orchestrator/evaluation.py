@@ -65,6 +65,9 @@ class EvalReport:
     accuracy: dict[str, float] = field(default_factory=dict)
     policy: str = "auto"
     source: str = ""
+    failed: int = 0
+    """Questions that could not be asked (an unreadable image, a URL that failed, ...): counted wrong, their
+    error in every variant's ``error``."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -254,14 +257,22 @@ def evaluate(pipeline: Any, items: Sequence[EvalItem], *, policy: str = "auto", 
         answers: dict[str, dict[str, Any]] = {}
         for v in variants:
             t0 = time.perf_counter()
-            result = (pipeline if v.adapter else no_adapter).invoke(v.input(item))
+            try:
+                result = (pipeline if v.adapter else no_adapter).invoke(v.input(item))
+            except Exception as exc:  # noqa: BLE001 - one bad question (unreadable image ...) is recorded, the run goes on
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("%s (%s): %s", item.id, v.name, error)
+                answers[v.name] = {"answer": "", "correct": False, "experts": [], "errors": {}, "context": "",
+                                   "answer_mode": v.answer_mode, "seconds": round(time.perf_counter() - t0, 3),
+                                   "error": error}
+                continue
             answer = str(_get(result, "answer", ""))
             answers[v.name] = {"answer": answer, "correct": is_correct(answer, item.answers),
                                "experts": list(_get(result, "experts", {}) or {}),
                                "errors": dict(_get(result, "errors", {}) or {}),
                                "context": str(_get(result, "context", "") or ""),
                                "answer_mode": _get(result, "answer_mode", v.answer_mode),
-                               "seconds": round(time.perf_counter() - t0, 3)}
+                               "seconds": round(time.perf_counter() - t0, 3), "error": None}
         first, base = answers[variants[0].name], answers[BASELINE]
         rows.append({"id": item.id, "kind": item.kind, "split": item.split, "image": item.image,
                      "question": item.question, "answers": item.answers,
@@ -276,9 +287,20 @@ def evaluate(pipeline: Any, items: Sequence[EvalItem], *, policy: str = "auto", 
                          "without_experts": _acc(sub, BASELINE), **{v: _acc(sub, v) for v in names}}
     describe = getattr(pipeline, "describe_model", None)
     model = str(describe().get("base", "")) if callable(describe) else type(pipeline).__name__
+    failed = sum(1 for r in rows if any(a.get("error") for a in r["variants"].values()))
     return EvalReport(_acc(rows, names[0]), _acc(rows, BASELINE), len(rows), by_kind, rows,
                       round(time.perf_counter() - start, 1), model, names, {v: _acc(rows, v) for v in names},
-                      policy, source)
+                      policy, source, failed)
+
+
+def failures(report: EvalReport) -> list[tuple[str, str]]:
+    """``(id, first error)`` of every question that could not be asked."""
+    out = []
+    for r in report.rows:
+        error = next((a["error"] for a in r["variants"].values() if a.get("error")), None)
+        if error:
+            out.append((r["id"], error))
+    return out
 
 
 def _get(result: Any, key: str, default: Any) -> Any:
@@ -349,6 +371,10 @@ def format_report(report: EvalReport, *, verbose: bool = False) -> str:
         lines.append(f"{_label(v) + ':':<40} {report.accuracy.get(v, 0.0):.1%} ({_count(rows, v)}/{report.n})")
     lines.append(f"model {report.model}, experts {report.policy}, {report.seconds:.0f}s"
                  + (f", set {report.source}" if report.source else ""))
+    failed = failures(report)
+    if failed:
+        lines.append(f"{len(failed)} of {report.n} questions failed (counted wrong): "
+                     + "; ".join(f"{i}: {e}" for i, e in failed[:3]) + ("; ..." if len(failed) > 3 else ""))
     return "\n".join(lines)
 
 
@@ -375,7 +401,7 @@ def write_html(report: EvalReport, path: str | Path, *, thumb_px: int = 320) -> 
              f"<style>{_CSS}</style></head><body>",
              f"<h1>lav2 eval</h1><p>model <b>{esc(report.model)}</b>, experts <b>{esc(report.policy)}</b>, "
              f"{report.n} questions, {report.seconds:.0f}s" + (f", set {esc(report.source)}" if report.source else "")
-             + "</p>", "<h2>Accuracy per kind</h2><table><tr><th>kind</th><th>split</th><th>n</th>"
+             + (f", <b>{report.failed} failed</b> (counted wrong)" if report.failed else "") + "</p>", "<h2>Accuracy per kind</h2><table><tr><th>kind</th><th>split</th><th>n</th>"
              + "".join(f"<th>{esc(v)}</th>" for v in variants) + "</tr>"]
     for kind, k in report.by_kind.items():
         sub = [r for r in report.rows if r["kind"] == kind]
@@ -397,7 +423,9 @@ def write_html(report: EvalReport, path: str | Path, *, thumb_px: int = 320) -> 
                      + "".join(f"<th>{esc(v)}</th>" for v in variants) + "</tr>")
         for r in rows:
             cells = "".join(f"<td class='{'ok' if r['variants'][v]['correct'] else 'bad'}'>"
-                            f"{esc(r['variants'][v]['answer'])}</td>" for v in variants)
+                            + (f"<span class='muted'>failed: {esc(r['variants'][v]['error'])}</span>"
+                               if r["variants"][v].get("error") else esc(r["variants"][v]["answer"]))
+                            + "</td>" for v in variants)
             used = ", ".join(r.get("experts_used") or []) or "none"
             errors = "; ".join(f"{k}: {e}" for k, e in (r.get("expert_errors") or {}).items())
             parts.append(f"<tr><td>{esc(r['question'])}<div class='muted'>{esc(r['id'])}</div>"
@@ -415,17 +443,17 @@ def write_html(report: EvalReport, path: str | Path, *, thumb_px: int = 320) -> 
 
 def _thumbnail(image: str, px: int) -> str:
     """A JPEG data URL of at most ``px`` x ``px``, or an empty image if the file cannot be read."""
-    try:
-        from PIL import Image
+    from core_model.errors import ImageError
+    from core_model.images import open_image
 
-        if re.match(r"^(https?|data):", image):
-            return ""
-        with Image.open(image) as im:
-            im = im.convert("RGB")
-            im.thumbnail((px, px))
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=80)
+    if re.match(r"^(https?|data):", image):
+        return ""
+    try:  # open_image: the size and pixel caps of every image input (a decompression bomb is refused, not drawn)
+        im = open_image(image, allow_urls=False)
+        im.thumbnail((px, px))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=80)
         return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-    except OSError as e:
+    except (ImageError, OSError) as e:
         log.warning("no thumbnail for %s: %s", image, e)
         return ""

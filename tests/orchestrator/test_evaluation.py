@@ -248,3 +248,56 @@ def test_without_adapter_shares_the_expert_cache():
     assert twin._cache is pipe._cache and twin.experts is pipe.experts
     assert pipe._load_args["adapter"] == "paper-text" and twin._load_args["adapter"] is None
     assert twin.model is not pipe.model
+
+
+def test_a_question_that_fails_is_counted_and_the_run_goes_on(tmp_path, capsys):
+    """One unreadable image in a long run is recorded as a failed question (wrong, with its error, in the table,
+    the JSON and the HTML page), as `lav2 batch` records a failed row — it does not end the evaluation."""
+    from core_model.errors import ImageError
+
+    items = _items(tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    items.append(EvalItem("b1", str(tmp_path / "broken.png"), "What is the total?", ["18.55"], "invoice", "test"))
+
+    class Failing(FakePipeline):
+        def invoke(self, payload):
+            if payload["image"].endswith("broken.png"):
+                raise ImageError(f"{payload['image']}: not a recognised image format")
+            return super().invoke(payload)
+
+    report = evaluate(Failing({(it.image, it.question): it.answers for it in items[:-1]}), items,
+                      modes=["extract"], progress=False)
+    assert report.n == 7 and report.failed == 1
+    row = report.rows[-1]
+    assert row["id"] == "b1" and not row["with_correct"]
+    assert all(v["error"] == "ImageError: " + str(tmp_path / "broken.png") + ": not a recognised image format"
+               and not v["correct"] for v in row["variants"].values())
+    assert report.accuracy["experts:extract"] == round(6 / 7, 4)  # the failed question counts as wrong
+    text = format_report(report)
+    assert "1 of 7 questions failed" in text and "not a recognised image format" in text
+    page = write_html(report, tmp_path / "r.html").read_text()
+    assert "not a recognised image format" in page
+    assert json.loads(json.dumps(report.to_dict()))["failed"] == 1
+
+
+def test_cli_eval_reports_failed_questions_and_fails_when_all_do(tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG but not really")
+    (tmp_path / "q.jsonl").write_text(
+        '{"image": "bad.png", "question": "What is the total?", "answers": ["1"]}\n')
+    assert main(["eval", "--data", str(tmp_path / "q.jsonl"), "--experts", "none", *FAST]) == 1
+    err = capsys.readouterr()
+    assert "every question failed" in err.err and "bad.png" in err.err and "Traceback" not in err.err
+
+
+def test_html_thumbnail_of_a_hostile_image_is_left_out(tmp_path, monkeypatch):
+    """The report draws thumbnails through open_image's caps: an image over the pixel limit (a decompression bomb)
+    gets no thumbnail instead of crashing the report (PIL's DecompressionBombError is no OSError)."""
+    import core_model.images as images
+
+    items = _items(tmp_path)
+    report = evaluate(_fake(items), items, progress=False)
+    monkeypatch.setattr(images, "DEFAULT_MAX_PIXELS", 100)  # 80x40 = 3200 pixels: "too large" here
+    monkeypatch.setattr(images.open_image, "__kwdefaults__", {**images.open_image.__kwdefaults__, "max_pixels": 100})
+    page = write_html(report, tmp_path / "r.html").read_text()
+    assert "data:image/jpeg;base64," not in page and all(it.question in page for it in items)
