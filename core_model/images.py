@@ -67,13 +67,16 @@ def open_image(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = 10.0,
     allow_urls: bool = True,
+    allow_private_urls: bool = True,
 ) -> Image.Image:
     """Open any supported image input as a fully loaded RGB ``PIL.Image``.
 
     Accepted sources: a file path (``str`` or ``PathLike``, ``~`` expanded, ``file://`` URLs), raw encoded
     ``bytes``/``bytearray``/``memoryview``, a base64 string, a ``data:image/...;base64,`` URL, an http(s) URL
     (only if ``allow_urls``), a ``PIL.Image``, or a numpy array (HW or HWC with 1/3/4 channels, ``uint8`` or
-    float in [0, 1]).
+    float in [0, 1]). ``allow_private_urls=False`` (for URLs that come from network clients: ``lav2 serve``):
+    a URL may lead only to public internet addresses — not loopback, the local network or cloud metadata — on
+    every redirect hop (:mod:`core_model.fetch`).
 
     Raises:
         ImageError: the input is missing, too large, truncated, not an image, or could not be fetched. The
@@ -94,7 +97,7 @@ def open_image(
         return _open_path(Path(source), max_pixels=max_pixels, max_bytes=max_bytes)
     if isinstance(source, str):
         return _open_string(source, max_pixels=max_pixels, max_bytes=max_bytes, timeout=timeout,
-                            allow_urls=allow_urls)
+                            allow_urls=allow_urls, allow_private_urls=allow_private_urls)
     raise ImageError(f"unsupported image input of type {type(source).__name__}: pass a path, URL, base64 "
                      "string, bytes, PIL.Image or numpy array")
 
@@ -122,7 +125,8 @@ def image_digest(img: Image.Image) -> str:
 # ------------------------------------------------------------------------------------------ source kinds
 
 
-def _open_string(source: str, *, max_pixels: int, max_bytes: int, timeout: float, allow_urls: bool) -> Image.Image:
+def _open_string(source: str, *, max_pixels: int, max_bytes: int, timeout: float, allow_urls: bool,
+                 allow_private_urls: bool = True) -> Image.Image:
     """Dispatch a string: data URL, http(s) URL, file URL, existing path, then base64 as the last resort."""
     head = source[:16].lower()
     if head.startswith("data:"):
@@ -131,7 +135,8 @@ def _open_string(source: str, *, max_pixels: int, max_bytes: int, timeout: float
         if not allow_urls:
             raise ImageError(f"{_describe_url(source)}: URLs are disabled here (allow_urls=False); "
                              "download the image and pass a local path")
-        return _open_url(source, max_pixels=max_pixels, max_bytes=max_bytes, timeout=timeout)
+        return _open_url(source, max_pixels=max_pixels, max_bytes=max_bytes, timeout=timeout,
+                         allow_private=allow_private_urls)
     if head.startswith("file://"):
         return _open_path(Path(urllib.request.url2pathname(urllib.parse.urlparse(source).path)),
                           max_pixels=max_pixels, max_bytes=max_bytes)
@@ -193,15 +198,19 @@ def _open_data_url(url: str, *, max_pixels: int, max_bytes: int) -> Image.Image:
     return _decode(data, name, max_pixels=max_pixels, max_bytes=max_bytes)
 
 
-def _open_url(url: str, *, max_pixels: int, max_bytes: int, timeout: float) -> Image.Image:
+def _open_url(url: str, *, max_pixels: int, max_bytes: int, timeout: float, allow_private: bool = True
+              ) -> Image.Image:
     """Fetch under one wall-clock deadline (DNS, redirects and body included; only http(s) redirects), an
     ``image/*`` content type and the byte cap (see :mod:`core_model.fetch`)."""
-    from .fetch import FetchError, FetchTimeout, fetch
+    from .fetch import FetchError, FetchRefused, FetchTimeout, fetch
 
     name = _describe_url(url)
     try:
         got = fetch(url, timeout=timeout, max_bytes=max_bytes, content_type_prefix="image/",
-                    headers={"User-Agent": "llama-adapter-v2/0.1 (+core_model.images)", "Accept": "image/*"})
+                    headers={"User-Agent": "llama-adapter-v2/0.1 (+core_model.images)", "Accept": "image/*"},
+                    allow_private=allow_private)
+    except FetchRefused as e:
+        raise ImageError(f"{name}: {e}") from e
     except FetchTimeout as e:
         raise ImageError(f"{name}: download did not finish within {timeout:g}s ({e})") from e
     except FetchError as e:

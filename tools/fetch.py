@@ -8,7 +8,13 @@ covers all of it — name resolution, connecting, TLS, the headers, every redire
 * a watchdog timer shuts the fetch's sockets down at the deadline, which ends any blocking read at once,
   however the bytes trickle in;
 * redirects are followed only to ``http``/``https`` URLs, at most ``max_redirects`` of them;
-* the body is capped at ``max_bytes`` while reading, and a declared ``Content-Length`` above it is refused first.
+* the body is capped at ``max_bytes`` while reading, and a declared ``Content-Length`` above it is refused first;
+* ``allow_private=False`` (what a server fetching for network clients uses) reaches public internet addresses only:
+  every address a name resolves to is checked right before connecting (so a name that changes its answer between
+  two lookups cannot slip through), on every redirect hop; loopback, private, link-local (cloud metadata at
+  169.254.169.254), shared, multicast and reserved addresses raise :class:`FetchRefused`. Through a proxy from the
+  environment the proxy itself may be private; the URL's own host is resolved and checked before the proxy is
+  asked (what the proxy then resolves is its business).
 
 Proxies from the environment (``https_proxy`` ...) are honoured, as ``urllib`` does. This is the same mechanism
 as ``core_model/fetch.py`` (``tools`` never imports ``core_model``, so experts carry their own copy); one test
@@ -17,6 +23,7 @@ suite (tests/security/test_deadlines.py) runs against both, so they cannot drift
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import socket
 import threading
 import time
@@ -26,7 +33,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ALLOWED_SCHEMES", "MAX_REDIRECTS", "FetchError", "FetchTimeout", "Fetched", "fetch"]
+__all__ = ["ALLOWED_SCHEMES", "MAX_REDIRECTS", "FetchError", "FetchRefused", "FetchTimeout", "Fetched", "fetch",
+           "is_public_address"]
 
 ALLOWED_SCHEMES = ("http", "https")
 MAX_REDIRECTS = 5
@@ -39,6 +47,30 @@ class FetchError(Exception):
 
 class FetchTimeout(FetchError, TimeoutError):
     """The fetch did not finish within its deadline."""
+
+
+class FetchRefused(FetchError):
+    """The URL leads to an address this fetch may not reach (``allow_private=False``): nothing was sent there."""
+
+
+def is_public_address(address: str) -> bool:
+    """Whether an IP address (v4 or v6, an IPv6 zone allowed) is a public internet address: not loopback, private,
+    link-local, shared (100.64/10), multicast, unspecified or reserved; IPv4-mapped IPv6 is judged as its IPv4."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _check_public(host: str, addresses: list[str]) -> None:
+    refused = [a for a in addresses if not is_public_address(a)]
+    if refused:
+        shown = host if host in refused else f"{host} ({', '.join(sorted(set(refused)))})"
+        raise FetchRefused(f"{shown} is not a public internet address (loopback, private, link-local or reserved): "
+                           "refused, this fetch may reach public addresses only")
 
 
 @dataclass
@@ -116,11 +148,14 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[tuple]:
     return result["addrs"]
 
 
-def _connector(deadline: _Deadline):
+def _connector(deadline: _Deadline, public_only: bool):
     def create_connection(address: tuple[str, int], timeout: Any = None, source_address: Any = None) -> socket.socket:
         host, port = address
         error: OSError | None = None
-        for family, kind, proto, _, sockaddr in _resolve(host, port, deadline):
+        resolved = _resolve(host, port, deadline)
+        if public_only:  # every address, not just the first: no choosing among a name's answers
+            _check_public(host, [info[4][0] for info in resolved])
+        for family, kind, proto, _, sockaddr in resolved:
             sock = socket.socket(family, kind, proto)
             deadline.watch(sock)
             try:
@@ -139,31 +174,50 @@ def _connector(deadline: _Deadline):
     return create_connection
 
 
-def _connection_class(base: type, deadline: _Deadline) -> Any:
+def _connection_class(base: type, deadline: _Deadline, public_only: bool) -> Any:
     def make(host: str, **kwargs: Any) -> http.client.HTTPConnection:
         conn = base(host, **kwargs)
-        conn._create_connection = _connector(deadline)  # DNS + connect under the deadline, sockets watched
+        # DNS + connect under the deadline, sockets watched, addresses checked when public_only
+        conn._create_connection = _connector(deadline, public_only)
         return conn
 
     return make
 
 
+def _public_only(req: urllib.request.Request, deadline: _Deadline, allow_private: bool) -> bool:
+    """Whether the connection must check its addresses: yes, unless private ones are allowed or it goes to a proxy
+    (then the URL's own host is checked here instead, before the proxy is contacted)."""
+    if allow_private:
+        return False
+    if not (req.has_proxy() or getattr(req, "_tunnel_host", None)):
+        return True
+    target = urllib.parse.urlsplit(req.full_url)
+    host = target.hostname or ""
+    port = target.port or (443 if target.scheme == "https" else 80)
+    _check_public(host, [info[4][0] for info in _resolve(host, port, deadline)])
+    return False
+
+
 class _HTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, deadline: _Deadline):
+    def __init__(self, deadline: _Deadline, allow_private: bool = True):
         super().__init__()
         self._deadline = deadline
+        self._allow_private = allow_private
 
     def http_open(self, req: urllib.request.Request) -> Any:
-        return self.do_open(_connection_class(http.client.HTTPConnection, self._deadline), req)
+        public_only = _public_only(req, self._deadline, self._allow_private)
+        return self.do_open(_connection_class(http.client.HTTPConnection, self._deadline, public_only), req)
 
 
 class _HTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline):
+    def __init__(self, deadline: _Deadline, allow_private: bool = True):
         super().__init__()
         self._deadline = deadline
+        self._allow_private = allow_private
 
     def https_open(self, req: urllib.request.Request) -> Any:
-        return self.do_open(_connection_class(http.client.HTTPSConnection, self._deadline), req,
+        public_only = _public_only(req, self._deadline, self._allow_private)
+        return self.do_open(_connection_class(http.client.HTTPSConnection, self._deadline, public_only), req,
                             context=self._context)
 
 
@@ -186,10 +240,12 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 
 
 def fetch(url: str, *, timeout: float = 10.0, max_bytes: int, max_redirects: int = MAX_REDIRECTS,
-          content_type_prefix: str | None = None, headers: dict[str, str] | None = None) -> Fetched:
+          content_type_prefix: str | None = None, headers: dict[str, str] | None = None,
+          allow_private: bool = True) -> Fetched:
     """GET ``url`` (http or https) within ``timeout`` seconds wall clock, DNS and redirects included.
 
     ``content_type_prefix`` (e.g. ``"image/"``): refuse any other media type before reading the body.
+    ``allow_private=False``: public internet addresses only (see the module doc; :class:`FetchRefused`).
     Raises :class:`FetchTimeout` past the deadline and :class:`FetchError` for every other failure.
     """
     scheme = urllib.parse.urlsplit(url).scheme.lower()
@@ -198,8 +254,9 @@ def fetch(url: str, *, timeout: float = 10.0, max_bytes: int, max_redirects: int
     with _Deadline(timeout) as deadline:
         redirects = _Redirects(max_redirects)
         opener = urllib.request.OpenerDirector()
-        for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), _HTTPHandler(deadline),
-                        _HTTPSHandler(deadline), urllib.request.HTTPDefaultErrorHandler(), redirects,
+        for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(),
+                        _HTTPHandler(deadline, allow_private), _HTTPSHandler(deadline, allow_private),
+                        urllib.request.HTTPDefaultErrorHandler(), redirects,
                         urllib.request.HTTPErrorProcessor()):
             opener.add_handler(handler)
         request = urllib.request.Request(url, headers=headers or {})

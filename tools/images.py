@@ -47,8 +47,10 @@ def open_image(
     allow_urls: bool = True,
     timeout: float = URL_TIMEOUT_S,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    allow_private_urls: bool = True,
 ) -> Image.Image:
-    """Open ``src`` as an RGB ``PIL.Image``; raise :class:`ExpertInputError` naming the input when impossible."""
+    """Open ``src`` as an RGB ``PIL.Image``; raise :class:`ExpertInputError` naming the input when impossible.
+    ``allow_private_urls=False``: an http(s) URL may lead to public internet addresses only (:mod:`tools.fetch`)."""
     from PIL import Image
 
     if isinstance(src, Image.Image):
@@ -70,7 +72,7 @@ def open_image(
     if scheme in ("http", "https"):
         if not allow_urls:
             raise ExpertInputError(f"image URL {describe_image_input(src)!r} refused: URLs are disabled here")
-        return _decode(_download(text, timeout, max_bytes), src, max_pixels, Image)
+        return _decode(_download(text, timeout, max_bytes, allow_private_urls), src, max_pixels, Image)
     if scheme == "file":
         text = urllib.request.url2pathname(urllib.parse.urlsplit(text).path)
     path = Path(text).expanduser()
@@ -155,13 +157,16 @@ def _data_url_bytes(url: str) -> bytes:
         raise ExpertInputError(f"malformed data-URL payload: {exc}") from exc
 
 
-def _download(url: str, timeout: float, max_bytes: int) -> bytes:
+def _download(url: str, timeout: float, max_bytes: int, allow_private: bool = True) -> bytes:
     """One wall-clock deadline for the whole download (DNS and redirects included; see :mod:`tools.fetch`)."""
-    from .fetch import FetchError, FetchTimeout, fetch
+    from .fetch import FetchError, FetchRefused, FetchTimeout, fetch
 
     name = describe_image_input(urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(query="", fragment="")))
     try:
-        return fetch(url, timeout=timeout, max_bytes=max_bytes, headers={"User-Agent": "lav2-tools/0.1"}).data
+        return fetch(url, timeout=timeout, max_bytes=max_bytes, headers={"User-Agent": "lav2-tools/0.1"},
+                     allow_private=allow_private).data
+    except FetchRefused as exc:
+        raise ExpertInputError(f"image URL {name!r}: {exc}") from exc
     except FetchTimeout as exc:
         raise ExpertInputError(f"image URL {name!r}: download did not finish within {timeout:g}s") from exc
     except FetchError as exc:

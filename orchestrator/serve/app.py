@@ -255,6 +255,8 @@ async def _json(request: Request) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BadRequest(f"the request body is not valid JSON ({e})") from None
+    except RecursionError:  # "[[[[...]]]]": small enough for the body cap, too deep for the parser
+        raise BadRequest("the request body is JSON nested too deeply") from None
 
 
 async def _wait_disconnect(request: Request) -> None:
@@ -397,7 +399,8 @@ class _Api:
             self.metrics.tokens(c.prompt_tokens, c.completion_tokens)
 
     def _image_options(self) -> dict[str, bool]:
-        return {"allow_local_files": self.config.allow_local_files, "allow_urls": self.config.allow_image_urls}
+        return {"allow_local_files": self.config.allow_local_files, "allow_urls": self.config.allow_image_urls,
+                "allow_private_urls": self.config.allow_private_urls}
 
     # -- chat ---------------------------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response:

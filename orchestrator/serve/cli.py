@@ -16,7 +16,7 @@ pip install 'llama-adapter-v2[serve]'.
 
 Security: listens on 127.0.0.1 only unless --host says otherwise. With --api-key (or ${API_KEY_ENV}) every API
 request needs 'Authorization: Bearer KEY'. Requests cannot make the server read its own files unless
---allow-local-files."""
+--allow-local-files, nor fetch image URLs from non-public addresses unless --allow-private-urls."""
 
 
 def add_serve_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,6 +40,10 @@ def add_serve_parser(sub: argparse._SubParsersAction) -> None:
                         "network client can never make the server read its files")
     g.add_argument("--no-image-urls", action="store_true",
                    help="refuse http(s) image URLs (no fetches on a client's behalf); data URLs still work")
+    g.add_argument("--allow-private-urls", action="store_true",
+                   help="let image URLs lead to loopback, private-network and link-local addresses (an intranet "
+                        "image server); off by default, so a client cannot use the server to reach what only the "
+                        "server can reach — its own ports, the local network, a cloud metadata service")
     g.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY_BYTES / 2**20,
                    help=f"largest request body in MiB; larger ones get 413 (default {DEFAULT_MAX_BODY_BYTES >> 20})")
     g.add_argument("--request-timeout", type=float, default=300.0,
@@ -97,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be 0-65535, got {args.port}")
     config = ServeConfig(host=args.host, port=args.port, api_key=args.api_key,
                          allow_local_files=args.allow_local_files, allow_image_urls=not args.no_image_urls,
+                         allow_private_urls=args.allow_private_urls,
                          max_body_bytes=int(args.max_body_mb * 2**20), request_timeout=args.request_timeout,
                          max_pending=args.max_pending, max_batch_size=args.max_batch_size,
                          expert_workers=workers, default_max_tokens=args.max_new_tokens,

@@ -21,6 +21,9 @@ class ServeConfig:
     allow_local_files: let requests name files on the server (paths, ``file://`` URLs). Off by default: a network
         client must never make the server read its own files.
     allow_image_urls: let the server fetch ``http(s)`` image URLs (size cap and timeout of ``open_image``).
+    allow_private_urls: let those URLs lead to loopback, private-network, link-local (cloud metadata) and other
+        non-public addresses. Off by default: a network client must not use the server to reach what only the
+        server can reach (server-side request forgery).
     max_body_bytes: requests with a larger body are refused with 413 before they are read.
     request_timeout: seconds one request may take (queueing + experts + generation); then it is cancelled.
     max_pending: requests admitted at once (waiting or generating); more are refused with 429 + ``Retry-After``.
@@ -38,6 +41,7 @@ class ServeConfig:
     api_key: str | None = None
     allow_local_files: bool = False
     allow_image_urls: bool = True
+    allow_private_urls: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     request_timeout: float = 300.0
     max_pending: int = 64

@@ -1,7 +1,8 @@
 """Images sent by network clients: which forms the server opens, and opening them off the event loop.
 
 A request's image may be a ``data:image/...;base64,`` URL, raw base64, or an ``http(s)`` URL (fetched by
-``core_model.images.open_image`` with its size cap, pixel cap and timeout). File paths and ``file://`` URLs name
+``core_model.images.open_image`` with its size cap, pixel cap and timeout, and — unless the server was started
+with ``--allow-private-urls`` — only from public internet addresses, on every redirect hop). File paths and ``file://`` URLs name
 files on the *server*: they are refused unless the server was started with ``--allow-local-files``. Other URL
 schemes are always refused. Strings are classified here, before ``open_image`` sees them, because ``open_image``
 treats any string naming an existing file as that file.
@@ -62,14 +63,20 @@ def checked_image_source(source: Any, *, allow_local_files: bool, allow_urls: bo
 
 
 async def open_request_image(source: Any, *, allow_local_files: bool, allow_urls: bool,
-                             param: str = "image") -> Any:
+                             allow_private_urls: bool = False, param: str = "image") -> Any:
     """The request's image as an RGB ``PIL.Image`` (opened in a worker thread: a URL fetch must not block the
-    event loop). Unreadable images are a 400 whose message names the input."""
+    event loop). Unreadable images are a 400 whose message names the input; so is a URL that leads to a non-public
+    address unless ``allow_private_urls`` (``code="private_url_refused"``)."""
     from core_model.errors import ImageError
+    from core_model.fetch import FetchRefused
     from core_model.images import open_image
 
     checked = checked_image_source(source, allow_local_files=allow_local_files, allow_urls=allow_urls, param=param)
     try:
-        return await asyncio.to_thread(open_image, checked, allow_urls=allow_urls)
+        return await asyncio.to_thread(open_image, checked, allow_urls=allow_urls,
+                                       allow_private_urls=allow_private_urls)
     except ImageError as e:
+        if isinstance(e.__cause__, FetchRefused):
+            raise BadRequest(f"cannot use the image: {e} (the server owner can allow such URLs with "
+                             "--allow-private-urls)", param=param, code="private_url_refused") from None
         raise BadRequest(f"cannot use the image: {e}", param=param, code="invalid_image") from None

@@ -49,6 +49,8 @@ def chat(server, **fields) -> httpx.Response:
     ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}]},
      "messages[0].content[0]", "'input_audio' is not supported"),
     ({"tool_choice": "required"}, "tool_choice", "needs tools"),
+    ({"seed": 2**64}, "seed", "less than or equal"),  # torch's seed range: was a 500
+    ({"seed": -(2**63) - 1}, "seed", "greater than or equal"),
 ])
 def test_unsupported_or_malformed_requests_are_a_clear_400(tiny_server, fields, param, words):
     err = error_of(chat(tiny_server, **fields), 400)
@@ -58,6 +60,22 @@ def test_unsupported_or_malformed_requests_are_a_clear_400(tiny_server, fields, 
 def test_body_that_is_not_json(tiny_server):
     r = httpx.post(tiny_server.url + CHAT, content=b"{nope", headers={"content-type": "application/json"})
     assert "not valid JSON" in error_of(r, 400)["message"]
+
+
+def test_json_nested_past_the_parser_is_a_400(tiny_server):
+    """100,000 nested arrays fit in a small body but exhaust the JSON parser's recursion: was a 500."""
+    body = b'{"model": "default", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    for path in (CHAT, "/v1/completions", "/v1/vqa"):
+        r = httpx.post(tiny_server.url + path, content=body, headers={"content-type": "application/json"})
+        assert "nested too deeply" in error_of(r, 400)["message"]
+    assert chat(tiny_server).status_code == 200  # the server is fine afterwards
+
+
+def test_extreme_seeds_in_range_are_accepted(tiny_server):
+    for seed in (2**64 - 1, -(2**63), 0):
+        assert chat(tiny_server, seed=seed, temperature=1.0).status_code == 200
+    r = post(tiny_server, "/v1/completions", {"model": "default", "prompt": "hi", "max_tokens": 2, "seed": 2**70})
+    assert error_of(r, 400)["param"] == "seed"
 
 
 def test_the_official_client_raises_bad_request(openai_client):
@@ -126,12 +144,47 @@ def test_http_image_urls_are_fetched_unless_refused(tiny_server, tiny_model):
     from orchestrator.serve.config import ServeConfig
 
     no_urls = start(ServeConfig(port=0, allow_image_urls=False), model=tiny_model)
+    private = start(ServeConfig(port=0, allow_private_urls=True), model=tiny_model)
     try:
-        assert image_chat(tiny_server, base + "/a.png").status_code == 200
-        assert "HTTP 404" in error_of(image_chat(tiny_server, base + "/b.png"), 400)["message"]
+        assert image_chat(private, base + "/a.png").status_code == 200
+        assert "HTTP 404" in error_of(image_chat(private, base + "/b.png"), 400)["message"]
         assert "--no-image-urls" in error_of(image_chat(no_urls, base + "/a.png"), 400)["message"]
     finally:
         no_urls.stop()
+        private.stop()
+        httpd.shutdown()
+
+
+def test_image_urls_cannot_reach_the_servers_own_network(tiny_server):
+    """SSRF: by default a client's image URL may lead to public addresses only — not the server's loopback (its own
+    API, a database), the local network or the cloud metadata service; the loopback server here is never asked."""
+    import http.server
+
+    hits = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            self.wfile.write(png_bytes(make_image(4)))
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        for url in (f"http://127.0.0.1:{httpd.server_address[1]}/a.png", f"http://localhost:{httpd.server_address[1]}/",
+                    "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x.png", "http://[::1]:9/x.png"):
+            err = error_of(image_chat(tiny_server, url), 400)
+            assert "not a public internet address" in err["message"] and "--allow-private-urls" in err["message"]
+            assert err["code"] == "private_url_refused"
+            vqa = error_of(post(tiny_server, "/v1/vqa", {"image": url, "question": "What is it?"}), 400)
+            assert vqa["code"] == "private_url_refused"
+        assert hits == []
+    finally:
         httpd.shutdown()
 
 
