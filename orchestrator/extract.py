@@ -370,7 +370,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("code", re.compile(r"(?<![\w-])(?=[A-Za-z0-9#/-]*\d)(?=[A-Za-z0-9#/-]*[A-Za-z])[A-Za-z0-9][A-Za-z0-9#/-]*"
                         r"[A-Za-z0-9](?![\w-])|(?<![\w-])\d{2,}(?:-\d+)+(?![\w-])|(?<![\w.])#\s?\d+|"
                         # a code printed in groups: "8840 6385", "KX 046842 73724", "XW85 GNCM 9444 2059 2148"
-                        r"(?<![\w-])(?=(?:[A-Z0-9 ]*\d){6})[A-Z0-9]{2,6}(?: [A-Z0-9]{2,6}){1,5}(?![\w-])")),
+                        r"(?<![\w-])(?=(?:[A-Z0-9 ]*\d){6})[A-Z0-9]{2,6}(?: [A-Z0-9]{2,6}){1,5}(?![\w-])|"
+                        # a carrier's or a line's code before a number: flight "PV 389", train "IC 2214"
+                        r"(?<![\w-])[A-Z]{2} \d{1,4}[A-Z]?(?![\w-])")),
     ("quantity", re.compile(r"(?<![\w.])\d+(?:[.,]\d+)?\s?(?:kg|g|mg|mcg|µg|ml|l|cl|dl|oz|fl oz|lb|lbs|cm|mm|m|km|"
                             r"in|ft|%|pcs|pieces|tablets|capsules|caps|tabs|sheets|rolls|servings)(?![\w])",
                             re.IGNORECASE)),
@@ -544,6 +546,13 @@ def _same_word(a: str, b: str) -> bool:
     return False
 
 
+#: weight of the noun after which/what among a question's content words (others weigh 1)
+_HEAD_WEIGHT = 1.5
+#: "What percentage of moisture ...", "What kind of zone ...": the word after what/which names a measure or a
+#: category of the field, not the field
+_MEASURE_WORDS = set("kind kinds type types sort sorts percentage percent proportion share amount fraction".split())
+
+
 def label_match(question: str, label: str) -> float:
     """How well a candidate's label answers to the question's content words, 0..1.
 
@@ -563,6 +572,11 @@ def label_match(question: str, label: str) -> float:
     # "Who supervises the employee?": the verb names the field (Supervisor), its object less so (Employee)
     verb = re.match(r"\s*who (\w+) (?:the|a|an|this|that|his|her|their|its) (\w+)", question.lower())
     objects = {verb.group(2)} if verb and verb.group(1) not in _STOP else set()
+    # "Which gate does the flight leave from?": the noun after which/what names the field (Gate), the rest of the
+    # question only describes it (Flight is another field)
+    head = re.match(r"\s*(?:which|what)\s+([a-z]+)\b(?!\s+(?:is|are|was|were|does|do|did)\s+(?:the|a|an)\s+\w+\W*$)",
+                    question.lower())
+    head_word = (head.group(1) if head and head.group(1) not in _STOP | _TYPE_WORDS | _MEASURE_WORDS else None)
     for q in dict.fromkeys(qwords):
         if q in either and either[q] in qwords:
             continue  # counted with its alternative
@@ -570,7 +584,7 @@ def label_match(question: str, label: str) -> float:
         alternative = next((a for a, b in either.items() if b == q), None)
         if alternative:
             forms = (*forms, alternative, *_SYNONYMS.get(alternative, ()))
-        weight = 0.5 if q in _TYPE_WORDS or q in objects else 1.0
+        weight = 0.5 if q in _TYPE_WORDS or q in objects else _HEAD_WEIGHT if q == head_word else 1.0
         total += weight
         hits = [j for j, lw in enumerate(lwords) if any(_same_word(f, lw) for f in forms)]
         if hits:

@@ -368,3 +368,23 @@ def test_the_model_is_skipped_only_where_it_cannot_change_the_answer():
     assert [r.answer for r in skipping] == [scored_by_hand(q, text) for text, q in cases]
     assert 0 < skipped < len(cases)  # some questions were decided without the model, not all
     assert any("the label evidence decides" in r.reason for r in skipping)
+
+
+@pytest.mark.parametrize("question,answer", [
+    ("What is the flight number?", "PV 389"),                # a carrier's code and its number are one code
+    ("Which gate does the flight leave from?", "B3"),         # the noun after which names the field
+    ("Which seat is the passenger in?", "14C"),
+    ("What date is the flight?", "2024-09-07"),
+])
+def test_a_flight_code_and_the_field_a_which_question_names(question, answer):
+    text = ("BOARDING PASS\nPassenger: | OKAFOR/SAMUEL\nFrom: | Malmo | To: | Bergen\n"
+            "Flight: PV 389 | Date: | 2024-09-07\nGate: | B3 | Seat: | 14C")
+    assert extract_answer(question, text, require_type=True).answer == answer
+
+
+def test_the_head_noun_of_which_or_what_outweighs_the_other_words():
+    assert label_match("Which gate does the flight leave from?", "Gate") > \
+        label_match("Which gate does the flight leave from?", "Flight")
+    # a measure or a category word after what/which names no field: the label need not repeat it
+    assert label_match("What percentage of moisture was measured?", "Moisture content") >= 0.4
+    assert extract_answer("What kind of zone is it?", "SPEED LIMIT\n30\nSchool zone").answer != "30"
