@@ -615,12 +615,17 @@ def _only_question_words(question: str, span: str) -> bool:
                                for w in words)
 
 
+#: small letters that look like their capitals (OCR often gets their case wrong)
+_SAME_SHAPE = set("cosvwxz")
+
+
 def _is_heading(cell: str) -> bool:
     """A column header: a few capitalised words, no digits ("MEMBER ID", "DATE OF BIRTH"). Lower-case cells are
     more often values of their own row ("From | Cork | To | Nantes") than headers."""
     letters = [ch for ch in cell if ch.isalpha()]
+    # OCR reads capitals whose small letter has the same shape ("TO" -> "To") either way
     return (not any(ch.isdigit() for ch in cell) and 1 <= len(cell.split()) <= 4 and bool(letters)
-            and all(ch.isupper() for ch in letters))
+            and any(ch.isupper() for ch in letters) and all(ch.isupper() or ch in _SAME_SHAPE for ch in letters))
 
 
 def _meaningful(text: str) -> bool:

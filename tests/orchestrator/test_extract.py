@@ -388,3 +388,14 @@ def test_the_head_noun_of_which_or_what_outweighs_the_other_words():
     # a measure or a category word after what/which names no field: the label need not repeat it
     assert label_match("What percentage of moisture was measured?", "Moisture content") >= 0.4
     assert extract_answer("What kind of zone is it?", "SPEED LIMIT\n30\nSchool zone").answer != "30"
+
+
+def test_a_header_row_read_with_a_small_letter_of_the_same_shape_still_heads_columns():
+    """OCR read "TO" as "To" ('o' and 'O' differ only in size): the row still heads the row below column by column."""
+    text = "TRAIN TICKET\nFROM | To\nBilbao | Seville\nDATE\n2 Nov 2024\nPASSENGER\nIvan Tanaka"
+    assert extract_answer("Where does the journey start?", text, require_type=True).answer == "Bilbao"
+    assert extract_answer("What is the destination?", text, require_type=True).answer == "Seville"
+    from orchestrator.extract import _is_heading
+
+    assert _is_heading("To") and _is_heading("SEAT") and _is_heading("Cos")  # C, O, S: the same shapes small
+    assert not _is_heading("Stop") and not _is_heading("to") and not _is_heading("Seville")
