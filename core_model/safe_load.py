@@ -121,6 +121,8 @@ def read_json(path: str | os.PathLike, what: str = "config") -> Any:
         raise ModelLoadError(f"{p}: no such file ({what})") from e
     except json.JSONDecodeError as e:
         raise ModelLoadError(f"{p}: invalid JSON in the {what} (line {e.lineno}, column {e.colno}: {e.msg})") from e
+    except RecursionError:
+        raise ModelLoadError(f"{p}: invalid JSON in the {what} (nested too deeply)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ModelLoadError(f"{p}: cannot read the {what} ({_first_line(e)})") from e
 

@@ -258,6 +258,9 @@ class HFTokenizer(Tokenizer):
                 cfg = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ModelLoadError(f"{directory / 'tokenizer_config.json'}: invalid JSON ({e})") from e
+            except RecursionError:
+                raise ModelLoadError(f"{directory / 'tokenizer_config.json'}: invalid JSON (nested too deeply)"
+                                     ) from None
             if not isinstance(cfg, dict):
                 raise ModelLoadError(f"{directory / 'tokenizer_config.json'}: must be a JSON object")
 

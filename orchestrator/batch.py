@@ -82,6 +82,8 @@ def _jsonl_rows(path: Path, questions: list[str]) -> Iterator[BatchRow]:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
                 raise BatchInputError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            except RecursionError:
+                raise BatchInputError(f"{path}:{lineno}: not valid JSON (nested too deeply)") from None
             if not isinstance(record, dict):
                 raise BatchInputError(f"{path}:{lineno}: each line must be a JSON object with image and question")
             n += 1
@@ -220,7 +222,7 @@ def read_done(output: str | os.PathLike, *, repair: bool = True) -> dict[str, di
     for raw in data[:keep].splitlines(keepends=True):
         try:
             record = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: "[[[[...]]]]", too deep to parse
             if offset + len(raw) == keep:  # a torn line that happened to end in a newline byte
                 keep = offset
                 break

@@ -474,7 +474,7 @@ def parse_tool_calls(text: str, names: list[str] | None = None) -> tuple[str, li
             obj, _ = decoder.raw_decode(content)
             if isinstance(obj, dict) and obj.get("name") in names:
                 return "", [_call_from_json(obj, names)], []
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             pass
     return content, calls, invalid
 
@@ -488,6 +488,8 @@ def _decode_lenient(decoder: json.JSONDecoder, body: str) -> Any:
             return decoder.raw_decode(body + suffix)[0]
         except ValueError as e:
             error = error or e
+        except RecursionError:  # "[[[[...": deeper than the parser recurses
+            raise ValueError("the tool call's JSON is nested too deeply") from None
     raise error  # type: ignore[misc]
 
 
@@ -498,7 +500,10 @@ def _call_from_json(obj: Any, names: list[str] | None) -> dict:
         raise ValueError(f"unknown tool {obj['name']!r}; bound tools: {names}")
     args = obj.get("arguments", obj.get("args", obj.get("parameters", {})))
     if isinstance(args, str):
-        args = json.loads(args) if args.strip() else {}
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except RecursionError:
+            raise ValueError("the tool call's arguments are JSON nested too deeply") from None
     if not isinstance(args, dict):
         raise ValueError(f"tool arguments must be a JSON object, got {type(args).__name__}")
     return tool_call(name=obj["name"], args=args, id=_new_call_id())

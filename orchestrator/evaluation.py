@@ -119,6 +119,8 @@ def _item(path: Path, n: int, line: str) -> EvalItem:
         r = json.loads(line)
     except json.JSONDecodeError as e:
         raise EvalDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise EvalDataError(f"{where}: not valid JSON (nested too deeply)") from None
     if not isinstance(r, dict):
         raise EvalDataError(f"{where}: expected a JSON object with image, question, answers, got "
                             f"{type(r).__name__}")

@@ -355,7 +355,7 @@ def _jsonl_passages(
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # RecursionError: nested deeper than the parser goes
             bad += 1
             continue
         text = record.get(text_field) if isinstance(record, dict) else None

@@ -396,6 +396,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    except RecursionError:  # "[[[[...]]]]": deeper than the parser recurses
+        raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, optim, train, "
                           "distributed)")
@@ -470,6 +472,8 @@ def apply_override(cfg: TrainConfig, item: str) -> TrainConfig:
                 value = yaml.safe_load(raw) if raw.strip() else ""
             except yaml.YAMLError as e:
                 raise ConfigError(f"override {item!r}: cannot parse the value ({e})") from e
+            except RecursionError:
+                raise ConfigError(f"override of {key!r}: cannot parse the value (nested too deeply)") from None
             node[part] = value
         else:
             node = node[part]

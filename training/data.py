@@ -89,11 +89,15 @@ def _load_json_records(path: Path) -> list[Any]:
                     out.append(json.loads(line))
                 except json.JSONDecodeError as e:
                     raise DataError(f"{path}: line {i + 1} is not valid JSON ({e.msg})") from e
+                except RecursionError:
+                    raise DataError(f"{path}: line {i + 1} is not valid JSON (nested too deeply)") from None
         return out
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from e
+    except RecursionError:
+        raise DataError(f"{path}: not valid JSON (nested too deeply)") from None
     return data
 
 

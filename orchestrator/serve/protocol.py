@@ -218,6 +218,8 @@ def _tool_call_from_openai(call: Any, where: str) -> dict[str, Any]:
         args = json.loads(raw) if isinstance(raw, str) else raw
     except json.JSONDecodeError as e:
         raise BadRequest(f"{where}.function.arguments is not valid JSON ({e.msg})", param=where) from None
+    except RecursionError:
+        raise BadRequest(f"{where}.function.arguments is JSON nested too deeply", param=where) from None
     if not isinstance(args, dict):
         raise BadRequest(f"{where}.function.arguments must be a JSON object", param=where)
     return {"name": function["name"], "args": args, "id": call.get("id") or f"call_{uuid.uuid4().hex[:24]}",

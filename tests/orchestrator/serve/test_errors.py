@@ -71,6 +71,16 @@ def test_json_nested_past_the_parser_is_a_400(tiny_server):
     assert chat(tiny_server).status_code == 200  # the server is fine afterwards
 
 
+def test_tool_call_arguments_nested_past_the_parser_are_a_400(tiny_server):
+    deep = "[" * 100_000 + "]" * 100_000
+    messages = [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": None,
+                 "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": deep}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": "ok"}]
+    err = error_of(chat(tiny_server, messages=messages), 400)
+    assert "nested too deeply" in err["message"] and err["param"].startswith("messages[1]")
+
+
 def test_extreme_seeds_in_range_are_accepted(tiny_server):
     for seed in (2**64 - 1, -(2**63), 0):
         assert chat(tiny_server, seed=seed, temperature=1.0).status_code == 200
