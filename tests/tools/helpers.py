@@ -184,3 +184,31 @@ def render_ticket_with_barcode(size: int = 24, seed: int = 0) -> tuple[Image.Ima
         draw.rectangle((x, y, x + w - 1, y + int(size * 1.8)), fill="black")
         x += w + rng.choice([2, 3, 4, 5])
     return img, pairs
+
+
+LEADER_RECEIPT = [("MAPLE DIY", None), ("Nails 200", "2.38"), ("Wood glue", "7.33"), ("Sandpaper", "4.16"),
+                  ("Screwdriver", "6.27"), ("Cable ties", "4.97"), ("TOTAL", "$25.11"), ("CASH", "30.00"),
+                  ("CHANGE", "4.89"), ("THANK YOU!", None)]
+
+
+def render_leader_receipt(font: str = "DejaVuSans.ttf", size: int = 24) -> Image.Image:
+    """A receipt whose items are joined to their prices by dot leaders ("Wood glue ........ 7.33")."""
+    face = ImageFont.truetype(str(ttf(font)), size)
+    ascent, descent = face.getmetrics()
+    step = int((ascent + descent) * 1.3)
+    width = size * 28
+    img = Image.new("RGB", (width, step * len(LEADER_RECEIPT) + 2 * size), (253, 248, 232))
+    draw = ImageDraw.Draw(img)
+    dot = face.getlength(".")
+    for i, (label, price) in enumerate(LEADER_RECEIPT):
+        top = size + i * step
+        if price is None:
+            draw.text(((width - face.getlength(label)) / 2, top), label, font=face, fill=(20, 20, 40))
+            continue
+        draw.text((size, top), label, font=face, fill=(20, 20, 40))
+        right = width - size - face.getlength(price)
+        draw.text((right, top), price, font=face, fill=(20, 20, 40))
+        start = size + face.getlength(label) + dot
+        n = int((right - dot - start) // dot)
+        draw.text((start, top), "." * max(n, 0), font=face, fill=(20, 20, 40))
+    return img

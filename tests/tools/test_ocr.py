@@ -10,8 +10,10 @@ from tools import OCRTool
 from tools.ocr import CELL_SEPARATOR, _build_rows, character_error_rate
 
 from .helpers import (
+    LEADER_RECEIPT,
     add_grain,
     render_label_values,
+    render_leader_receipt,
     render_lines,
     render_receipt,
     render_ticket_with_barcode,
@@ -341,3 +343,35 @@ def test_cell_separator_is_configurable_and_cells_stay_structured(ocr: OCRTool) 
     assert "Seat 14C" in result.text.splitlines() and CELL_SEPARATOR not in result.text
     seat = next(row for row in result.data["rows"] if row["text"] == "Seat 14C")
     assert [cell["text"] for cell in seat["cells"]] == ["Seat", "14C"]
+
+
+def test_dot_leaders_are_erased_so_every_item_keeps_its_price(ocr: OCRTool) -> None:
+    """"Wood glue ........ 7.33": Tesseract read the leaders into the words ("WO0d QlUC") or dropped the item; with
+    the leaders erased first, every item and its price come back on one row."""
+    img = render_leader_receipt()
+    result = ocr.run_expert(image=img)
+    assert result.error is None and result.data["leaders_erased"] == 7
+    rows = result.text.splitlines()
+    for label, price in LEADER_RECEIPT:
+        assert (label if price is None else f"{label} | {price}") in rows, result.text
+
+
+def test_leader_erasing_leaves_points_dashes_rules_and_text_alone() -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    from tools.ocr import _erase_leaders
+
+    from .helpers import ttf
+
+    face = ImageFont.truetype(str(ttf("DejaVuSans.ttf")), 24)
+    img = Image.new("L", (700, 320), 250)
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(["Total: 4.16   Tax: 0.52, due 1.2.2025", "- - - - - - - - - - - - - - - - -",
+                              "Name: ______________________", "a, b, c, d, e, f, g, h ... and so on",
+                              "ooo ooo ooo ooo ooo ooo ooo"]):
+        draw.text((20, 15 + 48 * i), line, font=face, fill=20)
+    out, erased = _erase_leaders(img)
+    assert erased == 0 and out.tobytes() == img.tobytes()
+    draw.text((20, 15 + 48 * 5), "Soup " + "." * 40 + " 4.50", font=face, fill=20)
+    out, erased = _erase_leaders(img)
+    assert erased == 1 and out.tobytes() != img.tobytes()
