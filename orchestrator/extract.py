@@ -416,7 +416,7 @@ _Q_START = re.compile(r"\b(start|starts|starting|begin|begins|beginning|initial|
 _Q_END = re.compile(r"\b(end|ends|ending|until|till|finish|finishes|final|closing balance|expire|expires|expiry)\b")
 _END_LABEL = set("close closes closing end ends ending until till expiry expires final finish finishes last".split())
 _OCR_DOUBLE_POINT = re.compile(r"(?<=\d)\. ?\.(?=\d{2}\b)")  # "3. .52": a leader dot read into the number
-_OCR_DECIMAL = re.compile(r"(?<=\d) \.(?=\d{2}\b)")  # "15 .02": OCR put a space before the decimal point
+_OCR_DECIMAL = re.compile(r"(?<=\d) \.(?=\d{2}\b)|(?<=\d)\. (?=\d{2}\b)")  # "15 .02", "7. 47": a space beside the point
 _OCR_HYPHEN = re.compile(r"(?<=\d)-[ ](?=\d)")  # "4798- 2537-24": OCR split a code after its hyphen
 _CELL_SPLIT = re.compile(r"\s+\|\s+|\s{2,}|\t")
 _LABEL_SPLIT = re.compile(r"\s*[:=]\s+|\s*:\s*$")

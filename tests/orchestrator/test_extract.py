@@ -399,3 +399,10 @@ def test_a_header_row_read_with_a_small_letter_of_the_same_shape_still_heads_col
 
     assert _is_heading("To") and _is_heading("SEAT") and _is_heading("Cos")  # C, O, S: the same shapes small
     assert not _is_heading("Stop") and not _is_heading("to") and not _is_heading("Seville")
+
+
+def test_a_space_ocr_put_beside_a_decimal_point_is_closed():
+    text = "COPPER GROCERY\nOlive oil | 7. 47\nGreen tea | 3 .95\nTOTAL | $24. 13"
+    assert extract_answer("How much was the olive oil?", text, require_type=True).answer == "7.47"
+    assert extract_answer("How much was the green tea?", text, require_type=True).answer == "3.95"
+    assert extract_answer("What was the total?", text, require_type=True).answer == "$24.13"

@@ -375,3 +375,14 @@ def test_leader_erasing_leaves_points_dashes_rules_and_text_alone() -> None:
     draw.text((20, 15 + 48 * 5), "Soup " + "." * 40 + " 4.50", font=face, fill=20)
     out, erased = _erase_leaders(img)
     assert erased == 1 and out.tobytes() != img.tobytes()
+
+
+def test_a_frame_around_the_page_does_not_hide_the_leaders() -> None:
+    """A border's vertical sides have ink on every pixel row: they must not join all lines into one band."""
+    from PIL import ImageDraw
+
+    from tools.ocr import _erase_leaders
+
+    img = render_leader_receipt().convert("L")
+    ImageDraw.Draw(img).rectangle((4, 4, img.width - 5, img.height - 5), outline=30, width=3)
+    assert _erase_leaders(img)[1] == 7
