@@ -43,7 +43,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "rows-plain": {"layout": "rows", "deskew": False, "denoise": False},
     "rows-deskew": {"layout": "rows", "deskew": True, "denoise": False},
     "rows-denoise": {"layout": "rows", "deskew": False, "denoise": True},
-    "rows": {},  # the defaults: rows + deskew + denoise
+    "rows-leaders": {"erase_leaders": False},  # the defaults but dot leaders left for Tesseract to read
+    "rows": {},  # the defaults: rows + deskew + denoise + dot leaders erased
     "rows-psm11": {"psm": 11},  # sparse text: no reading order from Tesseract, the rows layout makes one
     "rows-psm6": {"psm": 6},
     "lines": {"layout": "lines"},
