@@ -948,12 +948,18 @@ def _erase_leaders(gray: Image.Image) -> tuple[Image.Image, int]:
             if x1 - x0 < 2 * h:
                 continue
             blobs = _runs(has[x0:x1])
+            # a blob joined to the ink beyond the stretch is the foot of a glyph (the bar of a "4"), not a dot
+            if blobs and blobs[-1][1] == x1 - x0 and x1 < len(has) and has[x1]:
+                blobs.pop()
+            if blobs and blobs[0][0] == 0 and x0 > 0 and has[x0 - 1]:
+                blobs.pop(0)
             if len(blobs) < 5:
                 continue
             widths = np.array([b - a_ for a_, b in blobs])
             heights = np.array([bottom[x0 + a_:x0 + b].max() - top[x0 + a_:x0 + b].min() + 1 for a_, b in blobs])
             gaps = np.array([blobs[i + 1][0] - blobs[i][1] for i in range(len(blobs) - 1)])
             if (widths.max() > max(2, 0.35 * h) or heights.max() > max(2, 0.35 * h)
+                    or widths.max() > 2 * max(float(np.median(widths)), 1.0)
                     or gaps.std() > 0.6 * max(gaps.mean(), 1.0)):
                 continue
             if out is None:
@@ -962,7 +968,7 @@ def _erase_leaders(gray: Image.Image) -> tuple[Image.Image, int]:
             xs, xe = x0 + blobs[0][0], x0 + blobs[-1][1]
             ys = y0 + max(0, int(top[xs:xe][has[xs:xe]].min()) - 1)
             ye = y0 + min(h, int(bottom[xs:xe][has[xs:xe]].max()) + 2)
-            out[ys:ye, max(0, xs - 1):xe + 1] = background
+            out[ys:ye, xs:xe] = background
             erased += 1
     if out is None:
         return gray, 0
