@@ -15,8 +15,8 @@ One ``image_to_data`` call gives words with boxes and confidences. The text for 
 
   Two columns of running text (a vertical gutter shared by consecutive rows, 3+ rows with 3+ words a row on
   each side) are read column by column; each such region is separated by a blank line. A column of values
-  (prices, form entries) stays on its labels' rows. Dot leaders ("Wood glue ........ 7.33") are erased from the
-  image before reading (``erase_leaders``). Words under 40% confidence are left out (leaders read
+  (prices, form entries) stays on its labels' rows. Dot leaders ("Wood glue ........ 7.33") and a frame around
+  the page are erased from the image before reading (``erase_leaders``, ``erase_rules``). Words under 40% confidence are left out (leaders read
   as "eee", barcodes, grain), and text Tesseract's layout analysis lost is read again region by region (psm 6):
   the band of a tall doubtful word that swallowed lines, and text-sized ink no word covers.
 * ``layout="lines"``: lines from Tesseract's own block → paragraph → line hierarchy (its reading order), a blank
@@ -89,6 +89,7 @@ _MAX_RECOVERED = 3  # at most this many such bands per image
 _INK_CONTRAST = 80  # grey levels from the background that count as ink when looking for text nothing read
 _MAX_UNREAD_INK = 0.15  # more uncovered ink than this share of the page: a photo or grain, no recovery
 _LEADER_CONTRAST = 60  # grey levels from the background that count as ink when looking for dot leaders
+_RULE_MIN_SHARE = 0.25  # a rule runs at least this share of the page's width (height)
 _UNREAD_MIN_H, _UNREAD_MAX_H = 0.6, 3.0  # uncovered ink bands this many median text heights tall may be text
 _ROWS_MIN_CONF = 40.0  # the rows layout leaves out words under this confidence (bench: all 38 such were garbage)
 
@@ -162,6 +163,10 @@ class OCRTool(ExpertTool):
     """Erase dot leaders ("Wood glue ........ 7.33") before reading: runs of evenly spaced small dots on a text line's
     baseline. Tesseract reads them as "eee", "oo..." or drops the line's price altogether; without them the label
     and its value are two words on one row. Decimal points, commas and rules are never runs of dots and stay."""
+    erase_rules: bool = True
+    """Erase a frame before reading: long thin lines (a quarter of the page long, at most a fortieth as thick) along
+    the page's outer tenth, and vertical rules anywhere. Tesseract takes a frame's sides for text blocks and drops
+    the column of prices beside them. Horizontal rules inside the page stay: they help its layout analysis."""
     denoise: bool = True
     """When the mean word confidence is below ``retry_conf`` (grain, speckle: often no word is found at all),
     also read a 2x upscaled, 5x5 median-filtered copy and keep the read with the higher quality
@@ -261,11 +266,13 @@ class OCRTool(ExpertTool):
             raise ExpertUnavailable(self.status().reason)
         gray = pil.convert("L")
         started = time.perf_counter()
-        leaders = 0
+        leaders = rules = 0
+        if self.erase_rules:
+            gray, rules = _erase_rules(gray)
         if self.erase_leaders:
             gray, leaders = _erase_leaders(gray)
-            if leaders:
-                logger.debug("erased %d runs of leader dots before reading", leaders)
+        if leaders or rules:
+            logger.debug("erased %d runs of leader dots and %d pixels of rules before reading", leaders, rules)
         first_scale = max(1.0, self.min_height / gray.height)
         psm = self.psm or 3
         words = self._recognise(gray, first_scale, psm)
@@ -291,10 +298,16 @@ class OCRTool(ExpertTool):
                     self._layout_checks(gray, read, affordable)
         if self.deskew and read.words:
             angle = math.degrees(math.atan(_estimate_skew(read.words)))
+            if angle == 0.0 and not _skew_evidence(read.words):
+                # one or two short words a line (a receipt whose prices were lost): the pixels tell the slope
+                angle = _projection_skew(gray)
             if abs(angle) >= _DESKEW_MIN_DEG and affordable(read.scale, 1.1):
                 background = 255 if statistics.mean(gray.resize((16, 16)).getdata()) >= 128 else 0
                 rotated = gray.rotate(angle, resample=_bicubic(), expand=True, fillcolor=background)
-                if self.erase_leaders:  # straight now, a leader's dots share one band
+                if self.erase_rules:  # straight now, a frame's sides are axis-aligned
+                    rotated, straightened = _erase_rules(rotated)
+                    rules += straightened
+                if self.erase_leaders:  # and a leader's dots share one band
                     rotated, straightened = _erase_leaders(rotated)
                     leaders += straightened
                 again = self._recognise(rotated, read.scale, read.psm, median=read.median)
@@ -323,6 +336,7 @@ class OCRTool(ExpertTool):
             "median_filter": read.median,
             "rotation": round(read.rotation, 2),
             "leaders_erased": leaders,
+            "rule_pixels_erased": rules,
             "seconds": round(time.perf_counter() - started, 3),
             "mean_conf": round(_mean_conf(words), 1),
             "image_size": [pil.width, pil.height],
@@ -736,6 +750,44 @@ def _union(boxes: list[list[int]]) -> list[int]:
     return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
 
 
+def _skew_evidence(words: list[dict[str, Any]]) -> bool:
+    """Whether some Tesseract line has two words spread over more than three word heights (what
+    :func:`_estimate_skew` measures a slope on)."""
+    if not words:
+        return False
+    median_h = statistics.median(_height(w["box"]) for w in words)
+    by_line: dict[tuple[int, ...], list[float]] = {}
+    for word in words:
+        by_line.setdefault(tuple(word.get("line_key") or ()), []).append(_centre(word["box"])[0])
+    return any(key and len(xs) >= 2 and max(xs) - min(xs) >= 3 * median_h for key, xs in by_line.items())
+
+
+def _projection_skew(gray: Image.Image) -> float:
+    """The page's rotation in degrees (the ``Image.rotate`` angle that straightens it; 0 if unclear), from its
+    pixels alone: the angle within ±_MAX_SKEW_DEG, in quarter degrees, whose rotated ink has the sharpest row
+    profile (text lines and the gaps between them line up). A downscaled copy, ~20 ms."""
+    import numpy as np
+
+    small = gray.copy()
+    small.thumbnail((480, 480))
+    a = np.asarray(small, dtype=np.int16)
+    background = int(np.median(a))
+    ink = ((a < background - _LEADER_CONTRAST) if background >= 128 else (a > background + _LEADER_CONTRAST))
+    if ink.mean() < 0.002:
+        return 0.0
+    from PIL import Image as PILImage
+
+    mask = PILImage.fromarray((ink * 255).astype(np.uint8))
+    scores = {}
+    for quarter in range(-4 * int(_MAX_SKEW_DEG), 4 * int(_MAX_SKEW_DEG) + 1):
+        angle = quarter / 4
+        rows = np.asarray(mask.rotate(angle, resample=PILImage.Resampling.NEAREST, expand=True), dtype=np.float32)
+        profile = rows.sum(axis=1)
+        scores[angle] = float(np.square(np.diff(profile)).sum())
+    best = max(scores, key=scores.__getitem__)
+    return best if scores[best] > 1.02 * scores[0.0] else 0.0
+
+
 def _estimate_skew(words: list[dict[str, Any]]) -> float:
     """Text slope dy/dx (positive: rows go down to the right) from the words of each Tesseract line.
 
@@ -973,6 +1025,73 @@ def _erase_leaders(gray: Image.Image) -> tuple[Image.Image, int]:
     if out is None:
         return gray, 0
     return PILImage.fromarray(out.clip(0, 255).astype(np.uint8)), erased
+
+
+def _erase_rules(gray: Image.Image) -> tuple[Image.Image, int]:
+    """``gray`` with its frame — long thin lines along its edges, and vertical rules — painted over with the
+    background, and how many pixels were painted. Horizontal rules inside the page stay (Tesseract reads a receipt
+    better with the line above its total: measured).
+
+    A horizontal (vertical) rule is ink in runs at least a quarter of the page wide (tall) and at most a fortieth as
+    thick: a letter's stroke is never that long for its width (a tall "I" is 6-8 times as high as wide). Tesseract
+    takes a frame's sides for text blocks and then drops the column of prices beside them; it reads a rule as a row
+    of dashes. Only axis-aligned lines: a rotated page's lines go in its deskewed re-read."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    a = np.asarray(gray, dtype=np.int16)
+    if a.ndim != 2 or min(a.shape) < 16:
+        return gray, 0
+    background = int(np.median(a))
+    ink = (a < background - _LEADER_CONTRAST) if background >= 128 else (a > background + _LEADER_CONTRAST)
+    rule = np.zeros_like(ink)
+    for axis, length in ((1, ink.shape[1]), (0, ink.shape[0])):
+        along = _run_lengths(ink, axis) >= _RULE_MIN_SHARE * length
+        thick = _run_lengths(along, 1 - axis)
+        rule |= along & (thick <= max(2, _RULE_MIN_SHARE * length / 10))
+    # a rule between a receipt's items and its total helps Tesseract's layout analysis: horizontal lines stay
+    # unless they are a frame's top or bottom (in the page's outer tenth); vertical ones always go
+    height = ink.shape[0]
+    margin = max(2, height // 10)
+    vertical = _run_lengths(ink, 0) >= _RULE_MIN_SHARE * height
+    rule[margin:height - margin] &= vertical[margin:height - margin]
+    n = int(rule.sum())
+    if not n:
+        return gray, 0
+    # the rule's anti-aliased edges, one pixel around it
+    edge = rule.copy()
+    edge[1:] |= rule[:-1]
+    edge[:-1] |= rule[1:]
+    edge[:, 1:] |= rule[:, :-1]
+    edge[:, :-1] |= rule[:, 1:]
+    out = a.copy()
+    out[edge] = background
+    return PILImage.fromarray(out.clip(0, 255).astype(np.uint8)), n
+
+
+def _run_lengths(mask: Any, axis: int) -> Any:
+    """For every True pixel of a 2-D mask, the length of its run of True along ``axis`` (0: columns, 1: rows);
+    0 elsewhere."""
+    import numpy as np
+
+    m = np.asarray(mask, dtype=bool)
+    if axis == 0:
+        return _run_lengths(m.T, 1).T
+    rows, width = m.shape
+    padded = np.zeros((rows, width + 2), dtype=bool)
+    padded[:, 1:-1] = m
+    flat = padded.ravel()
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts, stops = change[::2], change[1::2]
+    out = np.zeros(flat.shape, dtype=np.int32)
+    lengths = stops - starts
+    run_id = np.zeros(flat.shape, dtype=np.int64)
+    run_id[starts] = 1
+    run_id[stops] -= 1
+    inside = np.cumsum(run_id).astype(bool)
+    index = np.cumsum(np.isin(np.arange(flat.size), starts)) - 1
+    out[inside] = lengths[index[inside]]
+    return out.reshape(rows, width + 2)[:, 1:-1]
 
 
 def _runs(mask: Any) -> list[tuple[int, int]]:

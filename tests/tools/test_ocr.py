@@ -393,3 +393,42 @@ def test_a_frame_around_the_page_does_not_hide_the_leaders() -> None:
     img = render_leader_receipt().convert("L")
     ImageDraw.Draw(img).rectangle((4, 4, img.width - 5, img.height - 5), outline=30, width=3)
     assert _erase_leaders(img)[1] == sum(price is not None for _, price in LEADER_RECEIPT)
+
+
+def test_a_frame_around_a_receipt_no_longer_costs_its_prices(ocr: OCRTool) -> None:
+    """Tesseract took a frame's sides for text blocks and dropped the right-aligned prices beside them; the frame is
+    erased first (a long thin line), so every item keeps its price. The erasing leaves the text alone."""
+    from PIL import ImageDraw
+
+    from tools.ocr import _erase_rules
+
+    img, reference = render_receipt("DejaVuSans.ttf", 24)
+    ImageDraw.Draw(img).rectangle((6, 6, img.width - 7, img.height - 7), outline=(120, 20, 20), width=3)
+    result = ocr.run_expert(image=img)
+    assert result.data["rule_pixels_erased"] > 0
+    assert "TOTAL | 24.02" in result.text.splitlines() and "Coffee beans | 11.90" in result.text.splitlines()
+    plain, _ = render_receipt("DejaVuSans.ttf", 24)
+    out, erased = _erase_rules(plain.convert("L"))
+    assert erased == 0 and out.tobytes() == plain.convert("L").tobytes()  # no rule: nothing changes
+
+
+def test_a_frame_goes_but_tall_letters_and_inner_rules_stay() -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    from tools.ocr import _erase_rules
+
+    from .helpers import ttf
+
+    img = Image.new("L", (400, 300), 245)
+    draw = ImageDraw.Draw(img)
+    draw.text((20, 10), "IIL 1", font=ImageFont.truetype(str(ttf("DejaVuSans-Bold.ttf")), 110), fill=10)
+    before = img.copy()
+    out, erased = _erase_rules(img)
+    assert erased == 0 and out.tobytes() == before.tobytes()  # strokes 8x as tall as wide are letters
+    draw.line((10, 200, 390, 200), fill=10, width=2)  # a rule across the page: it stays (it helps Tesseract)
+    draw.line((5, 4, 395, 4), fill=10, width=3)  # a frame's top and side go
+    draw.line((395, 5, 395, 295), fill=10, width=3)
+    out, erased = _erase_rules(img)
+    assert erased > 0
+    assert out.getpixel((200, 200)) == 10 and out.getpixel((200, 4)) == 245 and out.getpixel((395, 150)) == 245
+    assert out.crop((0, 10, 390, 190)).tobytes() == before.crop((0, 10, 390, 190)).tobytes()
