@@ -261,7 +261,7 @@ def evaluate(pipeline: Any, items: Sequence[EvalItem], *, policy: str = "auto", 
             t0 = time.perf_counter()
             try:
                 result = (pipeline if v.adapter else no_adapter).invoke(v.input(item))
-            except Exception as exc:  # noqa: BLE001 - one bad question (unreadable image ...) is recorded, the run goes on
+            except Exception as exc:  # noqa: BLE001 - one bad question (unreadable image ...) is recorded
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning("%s (%s): %s", item.id, v.name, error)
                 answers[v.name] = {"answer": "", "correct": False, "experts": [], "errors": {}, "context": "",
@@ -403,7 +403,8 @@ def write_html(report: EvalReport, path: str | Path, *, thumb_px: int = 320) -> 
              f"<style>{_CSS}</style></head><body>",
              f"<h1>lav2 eval</h1><p>model <b>{esc(report.model)}</b>, experts <b>{esc(report.policy)}</b>, "
              f"{report.n} questions, {report.seconds:.0f}s" + (f", set {esc(report.source)}" if report.source else "")
-             + (f", <b>{report.failed} failed</b> (counted wrong)" if report.failed else "") + "</p>", "<h2>Accuracy per kind</h2><table><tr><th>kind</th><th>split</th><th>n</th>"
+             + (f", <b>{report.failed} failed</b> (counted wrong)" if report.failed else "") + "</p>",
+             "<h2>Accuracy per kind</h2><table><tr><th>kind</th><th>split</th><th>n</th>"
              + "".join(f"<th>{esc(v)}</th>" for v in variants) + "</tr>"]
     for kind, k in report.by_kind.items():
         sub = [r for r in report.rows if r["kind"] == kind]

@@ -2,10 +2,10 @@
 
 A request's image may be a ``data:image/...;base64,`` URL, raw base64, or an ``http(s)`` URL (fetched by
 ``core_model.images.open_image`` with its size cap, pixel cap and timeout, and — unless the server was started
-with ``--allow-private-urls`` — only from public internet addresses, on every redirect hop). File paths and ``file://`` URLs name
-files on the *server*: they are refused unless the server was started with ``--allow-local-files``. Other URL
-schemes are always refused. Strings are classified here, before ``open_image`` sees them, because ``open_image``
-treats any string naming an existing file as that file.
+with ``--allow-private-urls`` — only from public internet addresses, on every redirect hop). File paths and
+``file://`` URLs name files on the *server*: they are refused unless the server was started with
+``--allow-local-files``. Other URL schemes are always refused. Strings are classified here, before ``open_image``
+sees them, because ``open_image`` treats any string naming an existing file as that file.
 """
 from __future__ import annotations
 
