@@ -747,6 +747,179 @@ def _union(boxes: list[list[int]]) -> list[int]:
     return [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)]
 
 
+def _estimate_skew(words: list[dict[str, Any]]) -> float:
+    """Text slope dy/dx (positive: rows go down to the right) from the words of each Tesseract line.
+
+    Per line with at least two words spread over more than three word heights, the median of the pairwise slopes
+    of the word centres (Theil-Sen, robust to a descender or a punctuation mark); the median over the lines, each
+    line counted once per word. Clamped to ±_MAX_SKEW_DEG (a larger slope is not a slight rotation).
+    """
+    by_line: dict[tuple[int, ...], list[tuple[float, float]]] = {}
+    for word in words:
+        by_line.setdefault(tuple(word.get("line_key") or ()), []).append(_centre(word["box"]))
+    slopes: list[float] = []
+    median_h = statistics.median(_height(w["box"]) for w in words) if words else 1
+    for key, centres in by_line.items():
+        if not key or len(centres) < 2 or max(c[0] for c in centres) - min(c[0] for c in centres) < 3 * median_h:
+            continue
+        pairwise = [(b[1] - a[1]) / (b[0] - a[0]) for i, a in enumerate(centres) for b in centres[i + 1 :]
+                    if abs(b[0] - a[0]) >= median_h]
+        if pairwise:
+            slopes.extend([statistics.median(pairwise)] * len(centres))
+    if not slopes:
+        return 0.0
+    limit = math.tan(math.radians(_MAX_SKEW_DEG))
+    return max(-limit, min(limit, statistics.median(slopes)))
+
+
+def _group_rows(words: list[dict[str, Any]], slope: float) -> list[list[dict[str, Any]]]:
+    """Words → visual rows across Tesseract's blocks: vertical centres (corrected for ``slope``) within half a row
+    height of the row's mean centre share a row. Rows come back top to bottom, words left to right."""
+    def level(w: dict[str, Any]) -> float:
+        x, y = _centre(w["box"])
+        return y - slope * x
+
+    rows: list[dict[str, Any]] = []  # {"words", "level" (mean), "heights"}
+    for word in sorted(words, key=level):
+        y, h = level(word), _height(word["box"])
+        best, best_d = None, None
+        for row in rows[-6:]:  # words are sorted by level: only the last few rows can still match
+            row_h = statistics.median(row["heights"])
+            d = abs(y - row["level"])
+            if d <= _ROW_TOLERANCE * max(row_h, h) and (best_d is None or d < best_d):
+                best, best_d = row, d
+        if best is None:
+            rows.append({"words": [word], "level": y, "heights": [h]})
+        else:
+            best["words"].append(word)
+            best["heights"].append(h)
+            best["level"] += (y - best["level"]) / len(best["words"])
+    rows.sort(key=lambda r: r["level"])
+    return [sorted(r["words"], key=lambda w: (w["box"][0], w["box"][1])) for r in rows]
+
+
+def _char_width(words: list[dict[str, Any]]) -> float:
+    return statistics.median((w["box"][2] - w["box"][0]) / max(len(w["text"]), 1) for w in words)
+
+
+def _make_row(words: list[dict[str, Any]]) -> dict[str, Any]:
+    """One visual row: words split into cells where the gap exceeds _CELL_GAP_CHARS median character widths."""
+    gap_limit = _CELL_GAP_CHARS * _char_width(words)
+    cells: list[list[dict[str, Any]]] = [[words[0]]]
+    for prev, word in zip(words, words[1:]):
+        if word["box"][0] - prev["box"][2] > gap_limit:
+            cells.append([word])
+        else:
+            cells[-1].append(word)
+    cell_dicts = [{"text": " ".join(w["text"] for w in c), "box": _union([w["box"] for w in c])} for c in cells]
+    return {
+        "text": CELL_SEPARATOR.join(c["text"] for c in cell_dicts),
+        "cells": cell_dicts,
+        "box": _union([w["box"] for w in words]),
+        "height": round(statistics.median(_height(w["box"]) for w in words), 1),
+        "conf": round(_mean_conf(words), 1),
+        "_words": words,
+        "_gap": gap_limit,
+    }
+
+
+def _split_row(row: dict[str, Any], x: float) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    left = [w for w in row["_words"] if _centre(w["box"])[0] < x]
+    right = [w for w in row["_words"] if _centre(w["box"])[0] >= x]
+    return (_make_row(left) if left else None), (_make_row(right) if right else None)
+
+
+def _words_per_side(rows: list[dict[str, Any]], x: float) -> tuple[list[int], list[int]]:
+    left, right = [], []
+    for row in rows:
+        n_left = sum(1 for w in row["_words"] if w["box"][2] <= x)
+        n_right = len(row["_words"]) - n_left
+        if n_left:
+            left.append(n_left)
+        if n_right:
+            right.append(n_right)
+    return left, right
+
+
+def _clear_of(row: dict[str, Any], x: float) -> bool:
+    """No word of ``row`` comes within half its cell gap of the vertical line at ``x``."""
+    margin = row["_gap"] / 2
+    return all(w["box"][2] <= x - margin or w["box"][0] >= x + margin for w in row["_words"])
+
+
+def _find_gutter(rows: list[dict[str, Any]]) -> tuple[int, int, float] | None:
+    """The longest run of consecutive rows ``[start, end)`` that a vertical gutter at ``x`` splits into two columns
+    of running text, or None.
+
+    Candidate gutters are the middles of the wide gaps inside rows (and between consecutive rows that sit side by
+    side). A run qualifies when no word comes within half a gap limit of ``x``, at least _COLUMN_MIN_ROWS rows have
+    text on each side, and both sides read like running text (median _COLUMN_MIN_WORDS+ words per row) — so a
+    receipt's price column or a form's values (one or two words a row) stay on their label's row.
+    """
+    if len(rows) < _COLUMN_MIN_ROWS:
+        return None
+    candidates: set[float] = set()
+    for row in rows:
+        for a, b in zip(row["cells"], row["cells"][1:]):
+            candidates.add((a["box"][2] + b["box"][0]) / 2)
+    for a, b in zip(rows, rows[1:]):
+        if a["box"][2] + a["_gap"] < b["box"][0] or b["box"][2] + b["_gap"] < a["box"][0]:
+            candidates.add((min(a["box"][2], b["box"][2]) + max(a["box"][0], b["box"][0])) / 2)
+    best: tuple[int, int, float] | None = None
+    for x in sorted(candidates):
+        start = 0
+        while start < len(rows):
+            end = start
+            while end < len(rows) and _clear_of(rows[end], x):
+                end += 1
+            if end > start:
+                left, right = _words_per_side(rows[start:end], x)
+                if (len(left) >= _COLUMN_MIN_ROWS and len(right) >= _COLUMN_MIN_ROWS
+                        and statistics.median(left) >= _COLUMN_MIN_WORDS
+                        and statistics.median(right) >= _COLUMN_MIN_WORDS
+                        and (best is None or end - start > best[1] - best[0])):
+                    best = (start, end, x)
+            start = end + 1
+    return best
+
+
+def _layout_rows(rows: list[dict[str, Any]], depth: int = 0) -> list[list[dict[str, Any]]]:
+    """Rows → regions in reading order: a two-column stretch is read left column first, then the right one
+    (recursively, so three columns work too); everything else row by row."""
+    found = _find_gutter(rows) if depth < 3 else None
+    if found is None:
+        return [rows] if rows else []
+    start, end, x = found
+    lefts, rights = [], []
+    for row in rows[start:end]:
+        left, right = _split_row(row, x)
+        if left:
+            lefts.append(left)
+        if right:
+            rights.append(right)
+    return [*_layout_rows(rows[:start], depth + 1), *_layout_rows(lefts, depth + 1),
+            *_layout_rows(rights, depth + 1), *_layout_rows(rows[end:], depth + 1)]
+
+
+def _build_rows(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Words (any reading order) → visual rows in reading order, each with text, cells, box, height, conf and
+    ``region`` (rows of one region are read together; a two-column stretch gives one region per column).
+    Words under _ROWS_MIN_CONF (40%) confidence, and those without a letter or digit under 50%, are left out."""
+    # what Tesseract itself doubts is mostly not text: leader dots read as "eee", barcodes as "HULK", grain; and
+    # lone marks with no letter or digit under 50% are rules and specks
+    words = [w for w in words if w["conf"] >= _ROWS_MIN_CONF
+             and (w["conf"] >= _QUALITY_MIN_CONF or any(ch.isalnum() for ch in w["text"]))]
+    if not words:
+        return []
+    slope = _estimate_skew(words)
+    rows = [_make_row(ws) for ws in _group_rows(words, slope)]
+    out = []
+    for region, region_rows in enumerate(_layout_rows(rows)):
+        for row in region_rows:
+            out.append({k: v for k, v in row.items() if not k.startswith("_")} | {"region": region})
+    return out
+
+
 def _erase_leaders(gray: Image.Image) -> tuple[Image.Image, int]:
     """``gray`` with its dot leaders painted over with the background, and how many runs were erased.
 
