@@ -17,8 +17,9 @@ One ``image_to_data`` call gives words with boxes and confidences. The text for 
   each side) are read column by column; each such region is separated by a blank line. A column of values
   (prices, form entries) stays on its labels' rows. Dot leaders ("Wood glue ........ 7.33") and a frame around
   the page are erased from the image before reading (``erase_leaders``, ``erase_rules``). Words under 40%
-  confidence are left out (leaders read as "eee", barcodes, grain), and text Tesseract's layout analysis lost is read again region by region (psm 6):
-  the band of a tall doubtful word that swallowed lines, and text-sized ink no word covers.
+  confidence are left out (leaders read as "eee", barcodes, grain), and text Tesseract's layout analysis lost is
+  read again region by region (psm 6): the band of a tall doubtful word that swallowed lines, and text-sized ink
+  no word covers.
 * ``layout="lines"``: lines from Tesseract's own block → paragraph → line hierarchy (its reading order), a blank
   line between blocks.
 
@@ -920,6 +921,15 @@ def _build_rows(words: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _ink(a: Any) -> tuple[int, Any]:
+    """The page's background grey level (the median) and the mask of pixels at least _LEADER_CONTRAST away from it
+    (dark on light or light on dark)."""
+    import numpy as np
+
+    background = int(np.median(a))
+    return background, (a < background - _LEADER_CONTRAST) if background >= 128 else (a > background + _LEADER_CONTRAST)
+
+
 def _erase_leaders(gray: Image.Image) -> tuple[Image.Image, int]:
     """``gray`` with its dot leaders painted over with the background, and how many runs were erased.
 
@@ -936,8 +946,7 @@ def _erase_leaders(gray: Image.Image) -> tuple[Image.Image, int]:
     a = np.asarray(gray, dtype=np.int16)
     if a.ndim != 2 or a.size == 0:
         return gray, 0
-    background = int(np.median(a))
-    ink = (a < background - _LEADER_CONTRAST) if background >= 128 else (a > background + _LEADER_CONTRAST)
+    background, ink = _ink(a)
     # a frame or a vertical rule would join every line into one band: such columns do not count
     ink = ink & ~(ink.mean(axis=0) > 0.5)[None, :]
     out = None
@@ -1001,19 +1010,20 @@ def _erase_rules(gray: Image.Image) -> tuple[Image.Image, int]:
     a = np.asarray(gray, dtype=np.int16)
     if a.ndim != 2 or min(a.shape) < 16:
         return gray, 0
-    background = int(np.median(a))
-    ink = (a < background - _LEADER_CONTRAST) if background >= 128 else (a > background + _LEADER_CONTRAST)
-    rule = np.zeros_like(ink)
-    for axis, length in ((1, ink.shape[1]), (0, ink.shape[0])):
+    background, ink = _ink(a)
+
+    def lines(axis: int, length: int) -> Any:  # long runs along axis that are thin across it
         along = _run_lengths(ink, axis) >= _RULE_MIN_SHARE * length
-        thick = _run_lengths(along, 1 - axis)
-        rule |= along & (thick <= max(2, _RULE_MIN_SHARE * length / 10))
+        return along, along & (_run_lengths(along, 1 - axis) <= max(2, _RULE_MIN_SHARE * length / 10))
+
+    height = ink.shape[0]
+    _, horizontal = lines(1, ink.shape[1])
+    long_vertical, vertical = lines(0, height)
     # a rule between a receipt's items and its total helps Tesseract's layout analysis: horizontal lines stay
     # unless they are a frame's top or bottom (in the page's outer tenth); vertical ones always go
-    height = ink.shape[0]
     margin = max(2, height // 10)
-    vertical = _run_lengths(ink, 0) >= _RULE_MIN_SHARE * height
-    rule[margin:height - margin] &= vertical[margin:height - margin]
+    horizontal[margin:height - margin] &= long_vertical[margin:height - margin]
+    rule = horizontal | vertical
     n = int(rule.sum())
     if not n:
         return gray, 0
@@ -1039,17 +1049,11 @@ def _run_lengths(mask: Any, axis: int) -> Any:
     rows, width = m.shape
     padded = np.zeros((rows, width + 2), dtype=bool)
     padded[:, 1:-1] = m
-    flat = padded.ravel()
+    flat = padded.ravel()  # the padding ends every run within its row
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts, stops = change[::2], change[1::2]
+    lengths = change[1::2] - change[::2]
     out = np.zeros(flat.shape, dtype=np.int32)
-    lengths = stops - starts
-    run_id = np.zeros(flat.shape, dtype=np.int64)
-    run_id[starts] = 1
-    run_id[stops] -= 1
-    inside = np.cumsum(run_id).astype(bool)
-    index = np.cumsum(np.isin(np.arange(flat.size), starts)) - 1
-    out[inside] = lengths[index[inside]]
+    out[flat] = np.repeat(lengths, lengths)  # the runs' pixels, in order, each given its run's length
     return out.reshape(rows, width + 2)[:, 1:-1]
 
 
